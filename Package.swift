@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+// Keel: preference alignment of language models, in Swift.
+//
+// Dependencies point one way:  KeelRuntime ← KeelModels ← KeelCore ← (Plugins/*, KeelDaemon) ← keel
+import PackageDescription
+
+/// Release builds compile the Swift kernels for the x86-64-v3 feature level (AVX2 + FMA; swiftc spells
+/// it `haswell`, its name for `x86-64-v3` is not accepted by the clang importer) so that plain loops over
+/// `UnsafeMutablePointer<Float>` auto-vectorize. This is the single place the flag lives.
+/// Debug builds keep the generic target so that any x86-64 machine can run the tests.
+let kernelSettings: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release)),
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
+/// Method plugins: one folder per method under Plugins/, each depending only on KeelCore.
+/// Later issues append names here; `builtinPlugins` also feeds the keel executable.
+let methodPlugins: [String] = []
+
+let package = Package(
+    name: "Keel",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "keel", targets: ["KeelCLI"]),
+        .library(name: "KeelCore", targets: ["KeelCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config (Debian: libyaml-dev, libsqlite3-dev, libopenblas-dev).
+        .systemLibrary(name: "CYaml", path: "Sources/CYaml", pkgConfig: "yaml-0.1",
+                       providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+
+        // Tensors, reverse-mode autodiff, kernels, optimizers, RNG. Knows nothing of models or plugins.
+        .target(name: "KeelRuntime", dependencies: ["COpenBLAS"], swiftSettings: kernelSettings),
+        // LLaMA-family transformer, GGUF / safetensors, BPE tokenizer, generation, sequence log-probs.
+        .target(name: "KeelModels", dependencies: ["KeelRuntime"], swiftSettings: kernelSettings),
+        // Plugin protocols, registry, recipes (YAML), plugin graph, trainer, SQLite store.
+        .target(name: "KeelCore", dependencies: ["KeelModels", "KeelRuntime", "CYaml", "CSQLite"],
+                swiftSettings: kernelSettings),
+        .executableTarget(
+            name: "KeelCLI",
+            dependencies: [
+                "KeelCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ] + methodPlugins.map { .target(name: $0) }),
+
+        .testTarget(name: "KeelRuntimeTests", dependencies: ["KeelRuntime"]),
+        .testTarget(name: "KeelModelsTests", dependencies: ["KeelModels"]),
+        .testTarget(name: "KeelCoreTests", dependencies: ["KeelCore"]),
+    ] + methodPlugins.map {
+        .target(name: $0, dependencies: ["KeelCore"], path: "Plugins/\($0)", swiftSettings: kernelSettings)
+    },
+    swiftLanguageModes: [.v5]
+)

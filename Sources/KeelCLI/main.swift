@@ -1,0 +1,13 @@
+import ArgumentParser
+import KeelCore
+
+/// The `keel` command. Subcommands arrive with the issues that build them.
+struct KeelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keel",
+        abstract: "Align language models with human preferences (DPO, SimPO, TR-DPO, POET, VAR, DEFT, …).",
+        version: Keel.version,
+        subcommands: [])
+}
+
+KeelCommand.main()
