@@ -43,16 +43,20 @@ let package = Package(
         // Plugin protocols, registry, recipes (YAML), plugin graph, trainer, SQLite store.
         .target(name: "KeelCore", dependencies: ["KeelModels", "KeelRuntime", "CYaml", "CSQLite"],
                 swiftSettings: kernelSettings),
+        // Watches recipes/, keeps the durable queue, supervises worker processes.
+        .target(name: "KeelDaemon", dependencies: ["KeelCore"]),
         .executableTarget(
             name: "KeelCLI",
             dependencies: [
                 "KeelCore",
+                "KeelDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ] + methodPlugins.map { .target(name: $0) }),
 
         .testTarget(name: "KeelRuntimeTests", dependencies: ["KeelRuntime"]),
         .testTarget(name: "KeelModelsTests", dependencies: ["KeelModels"]),
         .testTarget(name: "KeelCoreTests", dependencies: ["KeelCore"]),
+        .testTarget(name: "KeelDaemonTests", dependencies: ["KeelDaemon"]),
     ] + methodPlugins.map {
         .target(name: $0, dependencies: ["KeelCore"], path: "Plugins/\($0)", swiftSettings: kernelSettings)
     },

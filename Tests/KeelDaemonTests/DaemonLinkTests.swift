@@ -1,0 +1,6 @@
+import XCTest
+@testable import KeelDaemon
+
+final class DaemonLinkTests: XCTestCase {
+    func testCoreIsReExported() { XCTAssertFalse(Keel.version.isEmpty) }
+}
