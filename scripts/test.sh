@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Sets up (system packages and the real model) and runs every test, in release mode with testability,
 # because the parity tests run the real 135M-parameter model and debug Swift is 10–50× slower.
+# Extra arguments go to `swift test` (e.g. --filter PhiloxTests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-swift build -c release 2>&1 | tee /dev/stderr | grep -E '^(Sources|Plugins)/.*warning:' \
-  && { echo "test: release build has warnings in project code" >&2; exit 1; }
+mkdir -p var/logs
+if ! swift build -c release >var/logs/build.log 2>&1; then
+  cat var/logs/build.log; echo "test: release build failed" >&2; exit 1
+fi
+if grep -E '^/.*/(Sources|Plugins)/.*warning:' var/logs/build.log; then
+  echo "test: the release build has warnings in project code (above)" >&2; exit 1
+fi
 swift test -c release -Xswiftc -enable-testing "$@"
