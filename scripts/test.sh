@@ -9,7 +9,7 @@ mkdir -p var/logs
 if ! swift build -c release >var/logs/build.log 2>&1; then
   cat var/logs/build.log; echo "test: release build failed" >&2; exit 1
 fi
-if grep -E '^/.*/(Sources|Plugins)/.*warning:' var/logs/build.log; then
+if grep -E "^$PWD/(Sources|Plugins)/.*warning:" var/logs/build.log; then
   echo "test: the release build has warnings in project code (above)" >&2; exit 1
 fi
 swift test -c release -Xswiftc -enable-testing "$@"
