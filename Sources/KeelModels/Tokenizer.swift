@@ -224,22 +224,48 @@ public final class BPETokenizer: @unchecked Sendable {
     }
 
     /// BPE on one chunk: start from one token per byte and apply the lowest-ranked applicable merge
-    /// (leftmost on ties) until none applies. This is the order HF `tokenizers` (a priority queue keyed
-    /// by rank, then position) and llama.cpp use. O(n²) in the chunk length, with `ranks` cached so that
-    /// each step does only two table lookups.
+    /// (leftmost on ties) until none applies — the order of HF `tokenizers` and llama.cpp. As in HF, the
+    /// candidates sit in a min-heap keyed by (rank, left position) over a linked list of symbols, and
+    /// entries made stale by an earlier merge are skipped when popped: O(n log n), so a long chunk
+    /// (a base64 blob, a run of 100k spaces) stays fast.
     private func bytePairMerge(_ chunk: [UInt8]) -> [Int32] {
         var symbols = chunk.map { idForByte[Int($0)] }.filter { $0 >= 0 }
-        // ranks[i]: rank of merging symbols[i] and symbols[i + 1]; Int32.max if no rule.
-        var ranks = (0..<max(symbols.count - 1, 0)).map { rule(symbols[$0], symbols[$0 + 1])?.rank ?? .max }
-        while let best = ranks.indices.min(by: { ranks[$0] < ranks[$1] }), ranks[best] != .max {
-            guard let merge = rule(symbols[best], symbols[best + 1]) else { break }
-            symbols[best] = merge.merged
-            symbols.remove(at: best + 1)
-            ranks.remove(at: best)
-            if best > 0 { ranks[best - 1] = rule(symbols[best - 1], symbols[best])?.rank ?? .max }
-            if best < ranks.count { ranks[best] = rule(symbols[best], symbols[best + 1])?.rank ?? .max }
+        let count = symbols.count
+        if count < 2 { return symbols }
+        // Linked list over `symbols`; `count` means "no next". Only right-hand symbols are removed,
+        // so symbol 0 is always the head.
+        var next = Array(1...count)
+        var previous = Array(-1..<(count - 1))
+        var removed = [Bool](repeating: false, count: count)
+        var candidates = MinHeap()
+        func pushCandidate(left: Int) {
+            let right = next[left]
+            if right < count, let rule = rule(symbols[left], symbols[right]) {
+                candidates.push(UInt64(rule.rank) << 32 | UInt64(left))
+            }
         }
-        return symbols
+        for left in 0..<(count - 1) { pushCandidate(left: left) }
+        while let candidate = candidates.pop() {
+            let rank = Int32(candidate >> 32), left = Int(candidate & 0xFFFF_FFFF)
+            let right = next[left]
+            // Stale if the left symbol is gone or its pair changed; one rank is one rule, so an equal
+            // rank means the same pair.
+            guard !removed[left], right < count, let rule = rule(symbols[left], symbols[right]),
+                  rule.rank == rank else { continue }
+            symbols[left] = rule.merged
+            removed[right] = true
+            next[left] = next[right]
+            if next[right] < count { previous[next[right]] = left }
+            if previous[left] >= 0 { pushCandidate(left: previous[left]) }
+            pushCandidate(left: left)
+        }
+        var merged: [Int32] = []
+        var position = 0
+        while position < count {
+            merged.append(symbols[position])
+            position = next[position]
+        }
+        return merged
     }
 
     private func rule(_ left: Int32, _ right: Int32) -> MergeRule? {
@@ -267,5 +293,38 @@ public final class BPETokenizer: @unchecked Sendable {
     /// U+FFFD, as in HF `decode`.
     public func decode(_ ids: [Int], skipSpecial: Bool = false) throws -> String {
         String(decoding: try decodeBytes(ids, skipSpecial: skipSpecial), as: UTF8.self)
+    }
+}
+
+/// A binary min-heap of UInt64 keys: BPE's merge candidates, (rank << 32 | position).
+private struct MinHeap {
+    private var keys: [UInt64] = []
+
+    mutating func push(_ key: UInt64) {
+        keys.append(key)
+        var child = keys.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            if keys[parent] <= keys[child] { break }
+            keys.swapAt(parent, child)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> UInt64? {
+        guard let top = keys.first else { return nil }
+        let last = keys.removeLast()
+        if keys.isEmpty { return top }
+        keys[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var smallest = parent
+            if left < keys.count && keys[left] < keys[smallest] { smallest = left }
+            if right < keys.count && keys[right] < keys[smallest] { smallest = right }
+            if smallest == parent { return top }
+            keys.swapAt(parent, smallest)
+            parent = smallest
+        }
     }
 }

@@ -27,14 +27,14 @@ extension BPETokenizer {
     }
 
     /// Parses the contents of `tokenizer.json` (and optionally `tokenizer_config.json`).
+    /// - Parameter source: the directory the data came from, named in error messages.
     public convenience init(huggingFaceTokenizerJSON tokenizerData: Data, tokenizerConfigJSON configData: Data? = nil,
-                            source: String = HuggingFaceFile.tokenizer) throws {
-        let file = try Self.decode(TokenizerFileJSON.self, from: tokenizerData,
-                                   source: "\(source)/\(HuggingFaceFile.tokenizer)")
-        let config = try configData.map {
-            try Self.decode(TokenizerConfigJSON.self, from: $0, source: "\(source)/\(HuggingFaceFile.tokenizerConfig)")
-        }
-        let tokenizerSource = "\(source)/\(HuggingFaceFile.tokenizer)"
+                            source: String = "") throws {
+        func named(_ file: String) -> String { source.isEmpty ? file : "\(source)/\(file)" }
+        let tokenizerSource = named(HuggingFaceFile.tokenizer)
+        let configSource = named(HuggingFaceFile.tokenizerConfig)
+        let file = try Self.decode(TokenizerFileJSON.self, from: tokenizerData, source: tokenizerSource)
+        let config = try configData.map { try Self.decode(TokenizerConfigJSON.self, from: $0, source: configSource) }
         let model = file.model
         if let type = model.type, type != "BPE" { throw TokenizerError("\(tokenizerSource): model.type is \(type.debugDescription), expected \"BPE\"") }
         for (field, isSet) in [("byte_fallback", model.byte_fallback == true), ("ignore_merges", model.ignore_merges == true),
@@ -50,7 +50,11 @@ extension BPETokenizer {
 
         // Vocabulary: model.vocab plus added tokens, ids dense from 0.
         var tokenForID: [Int: String] = [:]
-        for (token, id) in model.vocab { tokenForID[id] = token }
+        for (token, id) in model.vocab {
+            if let other = tokenForID.updateValue(token, forKey: id) {
+                throw TokenizerError("\(tokenizerSource): model.vocab gives id \(id) to both \(other.debugDescription) and \(token.debugDescription)")
+            }
+        }
         var typeForID: [Int: TokenType] = [:]
         for added in file.added_tokens ?? [] {
             if added.lstrip == true || added.rstrip == true || added.single_word == true {
@@ -82,7 +86,7 @@ extension BPETokenizer {
         func specialID(_ name: String?, field: String) throws -> Int? {
             guard let name else { return nil }
             guard let id = idForToken[name] else {
-                throw TokenizerError("\(source)/\(HuggingFaceFile.tokenizerConfig): \(field) \(name.debugDescription) is not in the vocabulary")
+                throw TokenizerError("\(configSource): \(field) \(name.debugDescription) is not in the vocabulary")
             }
             return id
         }
