@@ -46,8 +46,8 @@ public final class BPETokenizer: @unchecked Sendable {
     /// The id of the single-byte token for each byte value (-1 if none): where BPE starts.
     private let idForByte: [Int32]
     /// Byte values the vocabulary has no token for (SmolLM2: 21, e.g. 0x04, 0xC0, 0xF5…0xFF). encode
-    /// drops them before merging, as HF `tokenizers` does for a BPE model without an unknown token (and
-    /// llama.cpp does), so text containing them does not survive a round trip.
+    /// drops them before merging, as HF `tokenizers` does for a BPE model without an unknown token
+    /// (llama.cpp drops them too), so text containing them does not survive a round trip.
     public let bytesWithoutToken: [UInt8]
     /// (left id << 32 | right id) → rank and merged id.
     private let mergeRules: [UInt64: MergeRule]
@@ -188,14 +188,10 @@ public final class BPETokenizer: @unchecked Sendable {
 
     private func specialToken(at position: Int, in bytes: UnsafeBufferPointer<UInt8>) -> SpecialToken? {
         let candidates = specialTokensByFirstByte[Int(bytes[position])]
-        for candidate in candidates where position + candidate.bytes.count <= bytes.count {
-            if candidate.bytes.withUnsafeBufferPointer({ literal in
-                memcmp(literal.baseAddress!, bytes.baseAddress! + position, literal.count) == 0
-            }) {
-                return candidate
-            }
+        return candidates.first { candidate in
+            position + candidate.bytes.count <= bytes.count
+                && bytes[position..<(position + candidate.bytes.count)].elementsEqual(candidate.bytes)
         }
-        return nil
     }
 
     private func encodeOrdinaryText(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
