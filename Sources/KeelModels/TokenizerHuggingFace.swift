@@ -14,22 +14,30 @@ extension BPETokenizer {
         public static let tokenizer = "tokenizer.json"
         public static let tokenizerConfig = "tokenizer_config.json"
         public static let specialTokensMap = "special_tokens_map.json"
+        /// Where transformers ≥ 4.43 saves the chat template instead of `tokenizer_config.json`.
+        public static let chatTemplate = "chat_template.jinja"
     }
 
-    /// Loads `tokenizer.json` and, if present, `tokenizer_config.json` (special token names, chat template).
+    /// Loads `tokenizer.json` and, if present, `tokenizer_config.json` (special token names, chat template)
+    /// and `chat_template.jinja` (which takes precedence over the config's template, as in transformers).
     public convenience init(huggingFaceDirectory directory: URL) throws {
-        let tokenizerURL = directory.appendingPathComponent(HuggingFaceFile.tokenizer)
-        let configURL = directory.appendingPathComponent(HuggingFaceFile.tokenizerConfig)
-        let tokenizerData = try Self.read(tokenizerURL)
-        let configData = FileManager.default.fileExists(atPath: configURL.path) ? try Self.read(configURL) : nil
-        try self.init(huggingFaceTokenizerJSON: tokenizerData, tokenizerConfigJSON: configData,
-                      source: directory.path)
+        func optionalFile(_ name: String) throws -> Data? {
+            let url = directory.appendingPathComponent(name)
+            return FileManager.default.fileExists(atPath: url.path) ? try Self.read(url) : nil
+        }
+        let tokenizerData = try Self.read(directory.appendingPathComponent(HuggingFaceFile.tokenizer))
+        let chatTemplate = try optionalFile(HuggingFaceFile.chatTemplate).map { String(decoding: $0, as: UTF8.self) }
+        try self.init(huggingFaceTokenizerJSON: tokenizerData,
+                      tokenizerConfigJSON: try optionalFile(HuggingFaceFile.tokenizerConfig),
+                      chatTemplateSource: chatTemplate, source: directory.path)
     }
 
     /// Parses the contents of `tokenizer.json` (and optionally `tokenizer_config.json`).
-    /// - Parameter source: the directory the data came from, named in error messages.
+    /// - Parameters:
+    ///   - chatTemplateSource: a template from elsewhere (`chat_template.jinja`); overrides the config's.
+    ///   - source: the directory the data came from, named in error messages.
     public convenience init(huggingFaceTokenizerJSON tokenizerData: Data, tokenizerConfigJSON configData: Data? = nil,
-                            source: String = "") throws {
+                            chatTemplateSource: String? = nil, source: String = "") throws {
         func named(_ file: String) -> String { source.isEmpty ? file : "\(source)/\(file)" }
         let tokenizerSource = named(HuggingFaceFile.tokenizer)
         let configSource = named(HuggingFaceFile.tokenizerConfig)
@@ -95,7 +103,8 @@ extension BPETokenizer {
                       eosTokenID: try specialID(config?.eos_token?.content, field: "eos_token"),
                       unknownTokenID: try specialID(config?.unk_token?.content, field: "unk_token"),
                       paddingTokenID: try specialID(config?.pad_token?.content, field: "pad_token"),
-                      chatTemplateSource: config?.chat_template?.defaultTemplate, source: tokenizerSource)
+                      chatTemplateSource: chatTemplateSource ?? config?.chat_template?.defaultTemplate,
+                      source: tokenizerSource)
     }
 
     /// Writes `tokenizer.json`, `tokenizer_config.json` and `special_tokens_map.json` into `directory`

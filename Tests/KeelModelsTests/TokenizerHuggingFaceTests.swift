@@ -90,6 +90,20 @@ final class TokenizerHuggingFaceTests: XCTestCase {
         }
     }
 
+    func testChatTemplateFileOverridesTheConfig() throws {
+        let directory = try ModelFixtures.temporaryDirectory("tokenizer-chat-template-file")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let tokenizerJSON = #"{"model": {"vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}}"#
+        try Data(tokenizerJSON.utf8).write(to: directory.appendingPathComponent(BPETokenizer.HuggingFaceFile.tokenizer))
+        try Data(#"{"chat_template": "from config", "eos_token": {"content": "a"}}"#.utf8)
+            .write(to: directory.appendingPathComponent(BPETokenizer.HuggingFaceFile.tokenizerConfig))
+        XCTAssertEqual(try BPETokenizer(huggingFaceDirectory: directory).chatTemplateSource, "from config")
+        try Data("from file".utf8).write(to: directory.appendingPathComponent(BPETokenizer.HuggingFaceFile.chatTemplate))
+        let tokenizer = try BPETokenizer(huggingFaceDirectory: directory)
+        XCTAssertEqual(tokenizer.chatTemplateSource, "from file")
+        XCTAssertEqual(tokenizer.eosTokenID, 0)
+    }
+
     func testRejectsWhatItCannotRunFaithfully() {
         func error(_ json: String) -> String {
             do { _ = try BPETokenizer(huggingFaceTokenizerJSON: Data(json.utf8), source: "dir"); return "no error" }
