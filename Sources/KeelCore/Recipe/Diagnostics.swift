@@ -56,17 +56,18 @@ func suggestion(for word: String, in candidates: [String]) -> String {
     return "expected one of " + candidates.sorted().joined(separator: ", ")
 }
 
-/// Levenshtein distance (insert, delete, substitute: cost 1 each), two-row dynamic programming.
+/// Edit distance counting insertions, deletions, substitutions and swaps of adjacent letters as one
+/// edit each (Damerau's "optimal string alignment"), since swapped letters are the commonest typo.
 func editDistance(_ a: String, _ b: String) -> Int {
     let a = Array(a), b = Array(b)
-    if a.isEmpty { return b.count }
-    var previous = Array(0...b.count), current = previous
-    for i in 1...a.count {
-        current[0] = i
+    var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+    for i in 0...a.count { d[i][0] = i }
+    for j in 0...b.count { d[0][j] = j }
+    for i in stride(from: 1, through: a.count, by: 1) {
         for j in stride(from: 1, through: b.count, by: 1) {
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1) }
         }
-        swap(&previous, &current)
     }
-    return previous[b.count]
+    return d[a.count][b.count]
 }

@@ -19,7 +19,9 @@ public struct RecipeLoader {
         let sink = DiagnosticSink(file: name)
         let decoder = RecipeDecoder(registry: registry, directory: url.deletingLastPathComponent().standardizedFileURL,
                                     file: name, sink: sink)
-        guard let recipe = decoder.recipe(root), sink.isEmpty else { throw RecipeErrors(diagnostics: sink.diagnostics) }
+        guard let recipe = decoder.recipe(root), sink.isEmpty else {
+            throw RecipeErrors(diagnostics: sink.diagnostics.enumerated().sorted { ($0.element.mark, $0.offset) < ($1.element.mark, $1.offset) }.map(\.element))
+        }
         return try PluginGraph.build(recipe)
     }
 }
@@ -56,7 +58,7 @@ struct RecipeDecoder {
         let optimizer = options("optimizer", RecipeSchema.optimizer)
         let training = options("training", RecipeSchema.training)
         if let node = root["training"], node.entries != nil {
-            switch (training["steps"], training["epochs"]) {
+            switch (node["steps"], node["epochs"]) {
             case (nil, nil): sink.error(node.mark, "training", "no length; expected steps or epochs")
             case (.some, .some): sink.error(node["epochs"]?.mark ?? node.mark, "training.epochs", "both steps and epochs are set; expected one of them")
             default: break
@@ -94,7 +96,7 @@ struct RecipeDecoder {
         guard let entries = node.entries, entries.count == 1, entries[0].key == "tiny" else {
             let first = node.entries?.first { $0.key != "tiny" }
             sink.error(first?.keyMark ?? node.mark, first.map { "model.\($0.key)" } ?? "model",
-                       (first.map { "unknown key; " + suggestion(for: $0.key, in: ["tiny"]) + "; " } ?? "found \(node.kindName); ")
+                       (first.map { closestMatch(to: $0.key, in: ["tiny"]) == nil ? "unknown key; " : "unknown key; did you mean 'tiny'? " } ?? "found \(node.kindName); ")
                        + "expected a path to a GGUF file or Hugging Face folder, or tiny: {…}")
             return nil
         }
