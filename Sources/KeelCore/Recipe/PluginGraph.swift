@@ -29,10 +29,10 @@ public struct PluginGraph {
             let d = node.descriptor
             if d.dataRole == .source {
                 if let earlier = firstNonSource {
-                    refuse(node, "\(node.label) is a source after the \(earlier.descriptor.dataRole?.rawValue ?? "") \(earlier.label); expected all sources first")
+                    refuse(node, "source '\(node.name)' comes after the \(earlier.descriptor.dataRole?.rawValue ?? "") \(earlier.label); expected all sources first")
                 }
                 if let shape, let setter = shapeSetter, let produced = d.produces, produced != shape {
-                    refuse(node, "\(node.label) produces \(produced.rawValue) examples, but \(setter.label) produces \(shape.rawValue); expected one shape from all sources")
+                    refuse(node, "'\(node.name)' produces \(produced.rawValue) examples, but \(setter.label) produces \(shape.rawValue); expected one shape from all sources")
                 } else if shape == nil {
                     (shape, shapeSetter) = (d.produces, node)
                 }
@@ -40,15 +40,15 @@ public struct PluginGraph {
             }
             if firstNonSource == nil { firstNonSource = node }
             guard let current = shape, let setter = shapeSetter else {
-                refuse(node, "\(node.label) is a \(d.dataRole?.rawValue ?? "data node") with no source before it; expected the data list to start with a source")
+                refuse(node, "'\(node.name)' is a \(d.dataRole?.rawValue ?? "data node") with no source before it; expected the data list to start with a source")
                 continue
             }
             if !d.accepts(current) {
-                refuse(node, "\(node.label) accepts \(shapes(d.consumes)) examples, but \(setter.label) produces \(current.rawValue)")
+                refuse(node, "'\(node.name)' accepts \(shapes(d.consumes)) examples, but \(setter.label) produces \(current.rawValue)")
             }
             if let produced = d.produces { (shape, shapeSetter) = (produced, node) }
             if d.dataRole == .split {
-                if let earlier = split { refuse(node, "\(node.label) splits again after \(earlier.label); expected at most one split") }
+                if let earlier = split { refuse(node, "'\(node.name)' splits again after \(earlier.label); expected at most one split") }
                 split = split ?? node
             }
         }
@@ -57,22 +57,22 @@ public struct PluginGraph {
         for (i, loss) in recipe.loss.enumerated() {
             let d = loss.descriptor
             if let shape, let setter = shapeSetter, !d.accepts(shape) {
-                refuse(loss, "\(loss.label) needs \(shapes(d.consumes)) examples, but the data pipeline produces \(shape.rawValue) (\(setter.label))")
+                refuse(loss, "'\(loss.name)' needs \(shapes(d.consumes)) examples, but \(setter.label) produces \(shape.rawValue)")
             }
             if d.capabilities.contains(.needsRewards), recipe.reward == nil {
-                refuse(loss, "\(loss.label) needs rewards, but the recipe has no reward plugin; expected a `reward:` node")
+                refuse(loss, "'\(loss.name)' needs rewards, but the recipe has no reward plugin; expected a `reward:` node")
             }
             if let earlier = recipe.loss[..<i].first(where: { $0.name == loss.name }) {
-                refuse(loss, "\(loss.label) repeats \(earlier.label); expected each loss once in a weighted sum (their metrics would collide)")
+                refuse(loss, "'\(loss.name)' repeats \(earlier.label); expected each loss once in a weighted sum (their metrics would collide)")
             }
             for node in recipe.data where node.descriptor.capabilities.contains(.requiresPairwiseLoss)
                 && !d.capabilities.contains(.pairwiseLoss) {
-                refuse(node, "\(node.label) only works with a pairwise loss, but \(loss.label) is not pairwise")
+                refuse(node, "'\(node.name)' only works with a pairwise loss, but \(loss.label) is not pairwise")
             }
         }
         if let reward = recipe.reward, reward.descriptor.capabilities.contains(.pairwiseReward),
            let shape, shape != .paired, let setter = shapeSetter {
-            refuse(reward, "\(reward.label) only compares pairs, but the data pipeline produces \(shape.rawValue) examples (\(setter.label))")
+            refuse(reward, "'\(reward.name)' only compares pairs, but \(setter.label) produces \(shape.rawValue) examples")
         }
 
         // Reference: loaded only for a loss that needs it; a cache cannot follow a reference that changes.
@@ -81,10 +81,10 @@ public struct PluginGraph {
         let cacheMark = line(recipe.reference, "cache_logprobs")
         for scheduler in recipe.schedulers where scheduler.descriptor.capabilities.contains(.mutatesReference) {
             if recipe.cachesReferenceLogProbs, let cacheMark {
-                refuse(scheduler, "\(scheduler.label) changes the reference model during training, but reference.cache_logprobs (line \(cacheMark.line)) computes reference log-probs once; expected cache_logprobs: false")
+                refuse(scheduler, "'\(scheduler.name)' changes the reference model during training, but reference.cache_logprobs (line \(cacheMark.line)) computes reference log-probs once; expected cache_logprobs: false")
             }
             if referenceUser == nil {
-                refuse(scheduler, "\(scheduler.label) updates the reference model, but no loss uses one (\(losses)); expected a loss that needs a reference")
+                refuse(scheduler, "'\(scheduler.name)' updates the reference model, but no loss uses one (\(losses)); expected a loss that needs a reference")
             }
         }
         if referenceUser == nil, !recipe.loss.isEmpty {
@@ -99,14 +99,14 @@ public struct PluginGraph {
         for (i, scheduler) in recipe.schedulers.enumerated() {
             for target in scheduler.descriptor.controls {
                 if let earlier = recipe.schedulers[..<i].first(where: { $0.descriptor.controls.contains(target) }) {
-                    refuse(scheduler, "\(scheduler.label) sets \(target), which \(earlier.label) already sets; expected one scheduler per hyper-parameter")
+                    refuse(scheduler, "'\(scheduler.name)' sets \(target), which \(earlier.label) already sets; expected one scheduler per hyper-parameter")
                 }
             }
             if scheduler.descriptor.controls.contains(ControlledValue.learningRate),
                optimizer.schedule != .constant || optimizer.warmupSteps > 0 {
                 let key = optimizer.schedule != .constant ? "schedule" : "warmup_steps"
                 let at = line(recipe.optimizer, key).map { " (line \($0.line))" } ?? ""
-                refuse(scheduler, "\(scheduler.label) sets the learning rate, but optimizer.\(key)\(at) already schedules it; expected schedule: constant and warmup_steps: 0")
+                refuse(scheduler, "'\(scheduler.name)' sets the learning rate, but optimizer.\(key)\(at) already schedules it; expected schedule: constant and warmup_steps: 0")
             }
         }
 
