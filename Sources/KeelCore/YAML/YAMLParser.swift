@@ -163,7 +163,7 @@ private struct TreeBuilder {
             try count(1, at: event.mark)
             result = YAMLNode(.scalar(text, plain: plain), at: event.mark)
         case .alias(let name):
-            guard let anchored = anchors[name] else { throw error(event.mark, "unknown alias *\(name)") }
+            guard let anchored = anchors[name] else { throw error(event.mark, "unknown alias *\(name); expected an anchor &\(name) defined before it") }
             try count(anchored.cost, at: event.mark)
             return YAMLNode(anchored.node.kind, at: event.mark)
         case .sequenceStart:
