@@ -167,7 +167,7 @@ final class DataPluginTests: XCTestCase {
         var continued = Array(0..<20)
         original.shuffle(&continued, context: context)
 
-        let resumed = try ShuffleTransform(options: ResolvedOptions(defaultsOf: ShuffleTransform.descriptor.options))
+        let resumed = ShuffleTransform(options: ResolvedOptions(defaultsOf: ShuffleTransform.descriptor.options))
         try resumed.restoreState(saved)
         var afterResume = Array(0..<20)
         resumed.shuffle(&afterResume, context: context)

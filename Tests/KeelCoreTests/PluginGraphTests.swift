@@ -32,6 +32,17 @@ final class PluginGraphTests: XCTestCase {
             """), ["r.yaml:8:5: schedulers[0]: 'test-ref-sync' changes the reference model during training, but reference.cache_logprobs (line 6) computes reference log-probs once; expected cache_logprobs: false"])
     }
 
+    func testOnlineLossWithCachedReferenceLogProbs() {
+        XCTAssertEqual(fixture.errors("""
+            model: model.gguf
+            data:
+              - {name: preference-jsonl, path: pairs.jsonl}
+            loss: {name: test-online}
+            reference: {cache_logprobs: true}
+            training: {steps: 1}
+            """), ["r.yaml:4:7: loss: 'test-online' samples new completions during training, but reference.cache_logprobs (line 5) precomputes reference log-probs of the dataset's completions only; expected cache_logprobs: false"])
+    }
+
     func testPairedLossFedUnpairedData() {
         XCTAssertEqual(fixture.errors("""
             model: model.gguf

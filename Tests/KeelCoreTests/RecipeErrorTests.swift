@@ -165,7 +165,7 @@ final class RecipeErrorTests: XCTestCase {
     func testPluginOfTheWrongKind() {
         let yaml = Self.head.replacingOccurrences(of: "name: test-pairwise\n  beta: 0.1", with: "name: hh") + "training:\n  steps: 10\n"
         XCTAssertEqual(fixture.errors(yaml), [
-            "r.yaml:6:9: loss.name: 'hh' is a data plugin, not a loss plugin; expected one of test-pairwise, test-reward-loss, test-single",
+            "r.yaml:6:9: loss.name: 'hh' is a data plugin, not a loss plugin; expected one of test-online, test-pairwise, test-reward-loss, test-single",
         ])
     }
 
@@ -313,9 +313,10 @@ final class RecipeErrorTests: XCTestCase {
         ])
     }
 
-    func testDuplicateKey() {
-        XCTAssertEqual(fixture.errors(withTraining("  steps: 10\n  steps: 20\n")), [
+    func testDuplicateKeyIsReportedWithTheOtherErrors() {
+        XCTAssertEqual(fixture.errors(withTraining("  steps: 10\n  steps: 20\n  batch_size: 0\n")), [
             "r.yaml:10:3: duplicate key 'steps' (first at 9:3); expected each key once",
+            "r.yaml:11:15: training.batch_size: 0 is out of range; expected an integer in [1, ∞)",
         ])
     }
 

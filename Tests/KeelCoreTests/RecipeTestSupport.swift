@@ -40,6 +40,15 @@ final class TestSingleLoss: LossPlugin {
     }
 }
 
+/// An online loss that samples completions from the policy (and scores them against the reference).
+final class TestOnlineLoss: LossPlugin {
+    static let descriptor = PluginDescriptor(
+        name: "test-online", kind: .loss, summary: "test: online loss on sampled completions",
+        capabilities: [.needsGeneration, .needsReference, .pairwiseLoss], consumes: [.paired])
+    init(options: ResolvedOptions) {}
+    func loss(_ input: LossInput) throws -> LossOutput { LossOutput(loss: Tensor(shape: [], data: [0]), metrics: [:]) }
+}
+
 /// A loss that needs reward scores.
 final class TestRewardLoss: LossPlugin {
     static let descriptor = PluginDescriptor(
@@ -120,7 +129,7 @@ final class TestLRScheduler2: SchedulerPlugin {
 func testRegistry() -> PluginRegistry {
     var registry = PluginRegistry.builtin()
     let types: [any KeelPlugin.Type] = [
-        TestPairwiseLoss.self, TestSingleLoss.self, TestRewardLoss.self, TestLengthReward.self, TestPairReward.self,
+        TestPairwiseLoss.self, TestSingleLoss.self, TestOnlineLoss.self, TestRewardLoss.self, TestLengthReward.self, TestPairReward.self,
         TestUnpairedSource.self, TestPairOnlyTransform.self, TestReferenceSync.self, TestLRScheduler.self, TestLRScheduler2.self,
     ]
     for type in types { XCTAssertNoThrow(try registry.register(type)) }

@@ -3,7 +3,9 @@ import XCTest
 
 final class YAMLParserTests: XCTestCase {
     func parse(_ text: String, _ parser: YAMLParser = YAMLParser()) throws -> YAMLNode {
-        try parser.parse(bytes: Array(text.utf8), file: "t.yaml")
+        let document = try parser.parse(bytes: Array(text.utf8), file: "t.yaml")
+        XCTAssertEqual(document.problems, [])
+        return document.root
     }
 
     func error(_ text: String, _ parser: YAMLParser = YAMLParser()) -> String? {
@@ -19,6 +21,17 @@ final class YAMLParserTests: XCTestCase {
         XCTAssertEqual(entries[1].value.items, [YAMLNode(.scalar("x", plain: true), at: Mark(line: 3, column: 5)),
                                                 YAMLNode(.scalar("y", plain: false), at: Mark(line: 4, column: 5))])
         XCTAssertEqual(entries[2].value["d"]?.mark, Mark(line: 5, column: 8))
+    }
+
+    func testDuplicateKeysAreAllReportedAndTheFirstIsKept() throws {
+        let document = try YAMLParser().parse(bytes: Array("a: 1\nb: 2\na: 3\nb: {c: 1, c: 2}\n".utf8), file: "t.yaml")
+        XCTAssertEqual(document.problems.map(\.description), [
+            "t.yaml:3:1: duplicate key 'a' (first at 1:1); expected each key once",
+            "t.yaml:4:11: duplicate key 'c' (first at 4:5); expected each key once",
+            "t.yaml:4:1: duplicate key 'b' (first at 2:1); expected each key once",
+        ])
+        XCTAssertEqual(document.root["a"]?.scalar, "1")
+        XCTAssertEqual(document.root["b"]?.scalar, "2")
     }
 
     func testNullScalars() throws {
@@ -54,7 +67,7 @@ final class YAMLParserTests: XCTestCase {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("keel-big-\(UUID().uuidString).yaml")
         try Data(repeating: UInt8(ascii: "#"), count: (1 << 20) + 1).write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }
-        XCTAssertThrowsError(try YAMLParser().parse(contentsOf: url, displayName: "big.yaml")) {
+        XCTAssertThrowsError(try YAMLParser().parse(contentsOf: url, displayName: "big.yaml").root) {
             XCTAssertEqual("\($0)", "big.yaml:1:1: file is 1048577 bytes; expected at most 1048576 bytes for a recipe")
         }
     }

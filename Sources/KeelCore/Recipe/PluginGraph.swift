@@ -87,6 +87,11 @@ public struct PluginGraph {
                 refuse(scheduler, "'\(scheduler.name)' updates the reference model, but no loss uses one (\(losses)); expected a loss that needs a reference")
             }
         }
+        if recipe.cachesReferenceLogProbs, let cacheMark {
+            for loss in recipe.loss where loss.descriptor.capabilities.contains(.needsGeneration) {
+                refuse(loss, "'\(loss.name)' samples new completions during training, but reference.cache_logprobs (line \(cacheMark.line)) precomputes reference log-probs of the dataset's completions only; expected cache_logprobs: false")
+            }
+        }
         if referenceUser == nil, !recipe.loss.isEmpty {
             for option in ["cache_logprobs", "path"] {
                 guard let mark = line(recipe.reference, option), recipe.reference[option] != .bool(false) else { continue }

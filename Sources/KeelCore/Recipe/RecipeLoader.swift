@@ -12,11 +12,13 @@ public struct RecipeLoader {
     /// `displayName`: how messages name the file (default: the path as given).
     public func load(_ url: URL, displayName: String? = nil) throws -> PluginGraph {
         let name = displayName ?? url.relativePath
-        let root: YAMLNode
-        do { root = try yaml.parse(contentsOf: url, displayName: name) } catch let error as YAMLError {
+        let document: YAMLDocument
+        do { document = try yaml.parse(contentsOf: url, displayName: name) } catch let error as YAMLError {
             throw RecipeErrors(diagnostics: [RecipeDiagnostic(file: name, mark: error.mark, keyPath: "", message: error.message)])
         }
+        let root = document.root
         let sink = DiagnosticSink(file: name)
+        for problem in document.problems { sink.error(problem.mark, "", problem.message) }
         let decoder = RecipeDecoder(registry: registry, directory: url.deletingLastPathComponent().standardizedFileURL,
                                     file: name, sink: sink)
         guard let recipe = decoder.recipe(root), sink.isEmpty else {

@@ -1,6 +1,13 @@
 import CYaml
 import Foundation
 
+/// A parsed document, and the problems that did not stop parsing (duplicate keys: the first
+/// occurrence is kept, so that the rest of the recipe is still checked and reported in the same run).
+public struct YAMLDocument {
+    public let root: YAMLNode
+    public let problems: [YAMLError]
+}
+
 /// A YAML error at a position: libyaml's own syntax errors, and the limits below.
 public struct YAMLError: Error, Equatable, CustomStringConvertible {
     public let file: String
@@ -24,7 +31,7 @@ public struct YAMLParser {
     public init() {}
 
     /// Parses a file; `displayName` is how errors name it (the path as the user typed it).
-    public func parse(contentsOf url: URL, displayName: String? = nil) throws -> YAMLNode {
+    public func parse(contentsOf url: URL, displayName: String? = nil) throws -> YAMLDocument {
         let name = displayName ?? url.path
         let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? nil
         guard let size else { throw YAMLError(file: name, mark: Mark(line: 1, column: 1), message: "cannot read the file") }
@@ -36,13 +43,14 @@ public struct YAMLParser {
     }
 
     /// Parses YAML text; an empty document is an error (a recipe must say something).
-    public func parse(bytes: [UInt8], file: String) throws -> YAMLNode {
+    public func parse(bytes: [UInt8], file: String) throws -> YAMLDocument {
         guard bytes.count <= maxBytes else { throw tooLarge(file, bytes.count) }
         return try bytes.withUnsafeBufferPointer { buffer in
             let reader = EventReader(file: file)
             yaml_parser_set_input_string(&reader.parser, buffer.baseAddress, buffer.count)
             var builder = TreeBuilder(reader: reader, limits: self)
-            return try builder.document()
+            let root = try builder.document()
+            return YAMLDocument(root: root, problems: builder.problems)
         }
     }
 
@@ -124,6 +132,7 @@ private struct TreeBuilder {
     /// Anchored subtrees and how many nodes each one costs when an alias copies it.
     var anchors: [String: (node: YAMLNode, cost: Int)] = [:]
     var nodes = 0
+    var problems: [YAMLError] = []
 
     init(reader: EventReader, limits: YAMLParser) {
         self.reader = reader
@@ -184,11 +193,12 @@ private struct TreeBuilder {
                 guard case .scalar(let key, _) = keyEvent.kind, keyEvent.anchor == nil else {
                     throw error(keyEvent.mark, "a mapping key must be a plain word; expected key: value")
                 }
-                if let first = entries.first(where: { $0.key == key }) {
-                    throw error(keyEvent.mark, "duplicate key '\(key)' (first at \(first.keyMark)); expected each key once")
-                }
                 let value = try node(try reader.next(), depth: depth + 1)
-                entries.append(YAMLEntry(key: key, keyMark: keyEvent.mark, value: value))
+                if let first = entries.first(where: { $0.key == key }) {
+                    problems.append(error(keyEvent.mark, "duplicate key '\(key)' (first at \(first.keyMark)); expected each key once"))
+                } else {
+                    entries.append(YAMLEntry(key: key, keyMark: keyEvent.mark, value: value))
+                }
             }
             result = YAMLNode(.mapping(entries), at: event.mark)
         default:
