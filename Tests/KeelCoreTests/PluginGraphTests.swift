@@ -156,7 +156,7 @@ final class PluginGraphTests: XCTestCase {
             schedulers:
               - {name: test-ref-sync}
             training: {steps: 1}
-            """), ["r.yaml:6:5: schedulers[0]: 'test-ref-sync' updates the reference model, but no loss uses one (loss 'test-single' (line 4)); expected a loss that needs a reference"])
+            """), ["r.yaml:6:5: schedulers[0]: 'test-ref-sync' updates the reference model, but no plugin uses one (loss 'test-single' (line 4)); expected a loss that needs a reference"])
     }
 
     func testCachedReferenceForAReferenceFreeLoss() {
@@ -167,7 +167,7 @@ final class PluginGraphTests: XCTestCase {
             loss: {name: test-single}
             reference: {cache_logprobs: true}
             training: {steps: 1}
-            """), ["r.yaml:5:29: reference.cache_logprobs: configures a reference model, but no loss needs one (loss 'test-single' (line 4)); expected no reference section"])
+            """), ["r.yaml:5:29: reference.cache_logprobs: configures a reference model, but no plugin needs one (loss 'test-single' (line 4)); expected no reference section"])
     }
 
     func testTwoSchedulersSettingTheLearningRate() {

@@ -37,7 +37,7 @@ extension PluginGraph {
             let source = recipe.reference.string("path") ?? "frozen copy of the starting policy"
             out.append("reference: \(source), loaded for \(user.label)")
         } else {
-            out.append("reference: not loaded (no loss needs one)")
+            out.append("reference: not loaded (no plugin needs one)")
         }
         options(recipe.reference, indent: "  ")
         nodes("data → \(dataShape.rawValue) examples", recipe.data)

@@ -75,8 +75,9 @@ public struct PluginGraph {
             refuse(reward, "'\(reward.name)' only compares pairs, but \(setter.label) produces \(shape.rawValue) examples")
         }
 
-        // Reference: loaded only for a loss that needs it; a cache cannot follow a reference that changes.
-        let referenceUser = recipe.loss.first { $0.descriptor.capabilities.contains(.needsReference) }
+        // Reference: loaded only for a plugin that needs it; a cache cannot follow a reference that changes.
+        let referenceUser = (recipe.loss + recipe.schedulers + (recipe.reward.map { [$0] } ?? []))
+            .first { $0.descriptor.capabilities.contains(.needsReference) }
         let losses = recipe.loss.map(\.label).joined(separator: ", ")
         let cacheMark = line(recipe.reference, "cache_logprobs")
         for scheduler in recipe.schedulers where scheduler.descriptor.capabilities.contains(.mutatesReference) {
@@ -84,7 +85,7 @@ public struct PluginGraph {
                 refuse(scheduler, "'\(scheduler.name)' changes the reference model during training, but reference.cache_logprobs (line \(cacheMark.line)) computes reference log-probs once; expected cache_logprobs: false")
             }
             if referenceUser == nil {
-                refuse(scheduler, "'\(scheduler.name)' updates the reference model, but no loss uses one (\(losses)); expected a loss that needs a reference")
+                refuse(scheduler, "'\(scheduler.name)' updates the reference model, but no plugin uses one (\(losses)); expected a loss that needs a reference")
             }
         }
         if recipe.cachesReferenceLogProbs, let cacheMark {
@@ -95,7 +96,7 @@ public struct PluginGraph {
         if referenceUser == nil, !recipe.loss.isEmpty {
             for option in ["cache_logprobs", "path"] {
                 guard let mark = line(recipe.reference, option), recipe.reference[option] != .bool(false) else { continue }
-                refuse(mark, "reference.\(option)", "configures a reference model, but no loss needs one (\(losses)); expected no reference section")
+                refuse(mark, "reference.\(option)", "configures a reference model, but no plugin needs one (\(losses)); expected no reference section")
             }
         }
 
