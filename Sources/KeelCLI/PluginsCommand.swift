@@ -1,0 +1,31 @@
+import ArgumentParser
+import KeelCore
+
+/// The plugins this `keel` knows: Keel's built-ins, then method plugins as they are added.
+func keelPluginRegistry() -> PluginRegistry { .builtin() }
+
+/// `keel plugins [NAME] [--markdown]`: registered plugins, their options and help, from their declarations.
+struct PluginsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plugins", abstract: "List registered plugins with their options (docs/plugins.md is `--markdown`).")
+
+    @Argument(help: "Show only this plugin.")
+    var name: String?
+
+    @Flag(help: "Print Markdown (what docs/plugins.md holds).")
+    var markdown = false
+
+    func run() throws {
+        let registry = keelPluginRegistry()
+        guard let name else {
+            print(markdown ? registry.markdown() : registry.descriptors.map { $0.helpText() }.joined(separator: "\n\n"))
+            return
+        }
+        guard let descriptor = registry.descriptor(named: name) else {
+            let names = registry.descriptors.map(\.name)
+            printError("unknown plugin '\(name)'; expected one of \(names.joined(separator: ", "))")
+            throw ExitCode.failure
+        }
+        print(markdown ? descriptor.markdown() : descriptor.helpText())
+    }
+}

@@ -1,0 +1,66 @@
+/// The plugin objects of a checked graph, created only when a run starts.
+public struct PluginInstances {
+    public let data: [(node: PluginNode, plugin: any DataPlugin)]
+    public let reward: (any RewardPlugin)?
+    public let loss: WeightedLoss
+    public let schedulers: [(node: PluginNode, plugin: any SchedulerPlugin)]
+
+    /// Runs the data nodes in recipe order; each node's report says what it produced, skipped, flagged.
+    public func loadData(seed: UInt64) throws -> Dataset {
+        var dataset = Dataset()
+        for (node, plugin) in data {
+            var report = DataNodeReport(node: "\(node.keyPath) \(node.name)")
+            try plugin.process(&dataset, report: &report, context: DataContext(seed: seed, node: node.keyPath))
+            dataset.report.append(report)
+        }
+        return dataset
+    }
+}
+
+extension PluginGraph {
+    /// Creates every plugin (a plugin's initialiser may still refuse, e.g. a file that vanished).
+    public func instantiate() throws -> PluginInstances {
+        func make<P>(_ node: PluginNode, as: P.Type) throws -> P {
+            guard let plugin = try node.type.init(options: node.options) as? P else {
+                throw RegistryError(message: "\(node.label): plugin does not implement the \(node.descriptor.kind.rawValue) protocol")
+            }
+            return plugin
+        }
+        return PluginInstances(
+            data: try recipe.data.map { ($0, try make($0, as: (any DataPlugin).self)) },
+            reward: try recipe.reward.map { try make($0, as: (any RewardPlugin).self) },
+            loss: WeightedLoss(terms: try recipe.loss.map { ($0, try make($0, as: (any LossPlugin).self)) }),
+            schedulers: try recipe.schedulers.map { ($0, try make($0, as: (any SchedulerPlugin).self)) })
+    }
+}
+
+/// A loss or a weighted sum of losses, Σₖ wₖ·Lₖ (as TRL's `loss_type` list with `loss_weights`).
+///
+/// Each term's plugin computes its own scalar; the trainer forms the weighted sum with runtime ops
+/// (this type does no tensor arithmetic). With several terms, metrics are namespaced by loss name
+/// (`dpo/rewards/margin`) and each term's value is reported as `<name>/loss`.
+public struct WeightedLoss {
+    public let terms: [(node: PluginNode, plugin: any LossPlugin)]
+
+    public var isComposite: Bool { terms.count > 1 }
+
+    /// Every metric name the loss can emit, for the store's schema and `keel plugins`.
+    public var metricNames: [String] {
+        guard isComposite else { return terms.first?.node.descriptor.metrics ?? [] }
+        return terms.flatMap { term in [term.node.name + "/loss"] + term.node.descriptor.metrics.map { term.node.name + "/" + $0 } }
+    }
+
+    /// Each term's weight and scalar loss, plus all metrics under their final names.
+    public func evaluate(_ input: LossInput) throws -> (terms: [(weight: Double, loss: Tensor)], metrics: [String: Double]) {
+        var weighted: [(weight: Double, loss: Tensor)] = []
+        var metrics: [String: Double] = [:]
+        for (node, plugin) in terms {
+            let output = try plugin.loss(input)
+            weighted.append((node.weight, output.loss))
+            guard isComposite else { metrics = output.metrics; continue }
+            metrics[node.name + "/loss"] = Double(output.loss.item())
+            for (key, value) in output.metrics { metrics[node.name + "/" + key] = value }
+        }
+        return (weighted, metrics)
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+
+/// What every plugin type provides: its static descriptor and an initialiser from decoded options.
+/// Plugins are classes: a plugin instance lives for the whole run and may carry checkpointable state.
+public protocol KeelPlugin: AnyObject {
+    static var descriptor: PluginDescriptor { get }
+    init(options: ResolvedOptions) throws
+    /// Checks that involve several options at once (e.g. "set eval_fraction or eval_count, not both");
+    /// each problem names the option it is about (nil: the node as a whole). Runs before any work.
+    static func checkOptions(_ options: ResolvedOptions) -> [OptionProblem]
+}
+
+extension KeelPlugin {
+    public static func checkOptions(_ options: ResolvedOptions) -> [OptionProblem] { [] }
+}
+
+public struct OptionProblem: Equatable, Sendable {
+    public let option: String?
+    public let message: String
+
+    public init(option: String?, _ message: String) {
+        self.option = option
+        self.message = message
+    }
+}
+
+/// State a plugin saves in checkpoints and restores on resume, under the keys its descriptor declares.
+public protocol Checkpointable: AnyObject {
+    func saveState() throws -> PluginState
+    func restoreState(_ state: PluginState) throws
+}
+
+/// A plugin's checkpointable state: named float arrays (tensors, running statistics) and named Codable
+/// values (stored as JSON), so the store can write it without knowing the plugin.
+public struct PluginState: Codable, Equatable, Sendable {
+    public var floats: [String: [Float]] = [:]
+    public var values: [String: Data] = [:]
+
+    public init() {}
+
+    public mutating func set<T: Encodable>(_ key: String, _ value: T) throws {
+        values[key] = try JSONEncoder().encode(value)
+    }
+
+    public func get<T: Decodable>(_ type: T.Type, _ key: String) throws -> T {
+        guard let data = values[key] else { throw PluginStateError(message: "checkpoint state has no key '\(key)'") }
+        return try JSONDecoder().decode(T.self, from: data)
+    }
+}
+
+public struct PluginStateError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+// MARK: Data
+
+/// Examples in flight through the pipeline, and what each node did to them.
+public struct Dataset {
+    public var train: [Example] = []
+    public var eval: [Example] = []
+    public var report: [DataNodeReport] = []
+
+    public init(train: [Example] = [], eval: [Example] = []) {
+        self.train = train
+        self.eval = eval
+    }
+}
+
+/// What one data node did: how many examples it produced, skipped (by cause), flagged (by flag).
+public struct DataNodeReport: Equatable, Sendable {
+    public var node: String
+    public var produced = 0
+    public var skipped: [String: Int] = [:]
+    public var flagged: [String: Int] = [:]
+
+    public init(node: String) { self.node = node }
+}
+
+/// Run-wide inputs of the data pipeline.
+public struct DataContext: Sendable {
+    /// `training.seed`; data plugins without their own seed derive theirs from it.
+    public var seed: UInt64
+    /// The node's key path in the recipe (`data[2]`), for reports.
+    public var node: String
+
+    public init(seed: UInt64, node: String) {
+        self.seed = seed
+        self.node = node
+    }
+}
+
+/// Loads (source), rewrites (transform) or drops (filter) examples, in recipe order.
+public protocol DataPlugin: KeelPlugin {
+    /// Sources append to `data.train`; transforms and filters rewrite `train` and `eval`.
+    /// Reports go to `report` (the pipeline appends it to `data.report`).
+    func process(_ data: inout Dataset, report: inout DataNodeReport, context: DataContext) throws
+}
+
+// MARK: Reward
+
+/// Scores responses. A pairwise-only reward (capability `.pairwiseReward`) implements `scorePair` and
+/// may refuse `score`; others get `scorePair` for free.
+public protocol RewardPlugin: KeelPlugin {
+    func score(prompt: String, response: String) throws -> Double
+    func scorePair(prompt: String, chosen: String, rejected: String) throws -> (chosen: Double, rejected: Double)
+}
+
+extension RewardPlugin {
+    public func scorePair(prompt: String, chosen: String, rejected: String) throws -> (chosen: Double, rejected: Double) {
+        (try score(prompt: prompt, response: chosen), try score(prompt: prompt, response: rejected))
+    }
+}
+
+// MARK: Loss
+
+/// Per-sequence scores of a batch of B sequences under one model.
+public struct SequenceScores {
+    /// [B]: Σ over completion tokens of log π(token | prefix). Part of the autodiff graph for the policy.
+    public var logProbs: Tensor
+    /// [B]: completion tokens per sequence (length normalisation, e.g. SimPO's 1/|y|).
+    public var tokenCounts: [Int]
+
+    public init(logProbs: Tensor, tokenCounts: [Int]) {
+        self.logProbs = logProbs
+        self.tokenCounts = tokenCounts
+    }
+}
+
+/// The batch a loss sees, in the shape the data pipeline produced.
+public enum LossBatch {
+    /// Row i of `chosen` and of `rejected` belong to the same pair.
+    case paired(chosen: SequenceScores, rejected: SequenceScores)
+    /// One completion per row; `labels` (e.g. desirable = 1 / undesirable = 0) when the data has them.
+    case single(SequenceScores, labels: [Float]?)
+}
+
+/// Reward-model scores of the batch's completions, aligned with `LossBatch` rows.
+public enum RewardScores {
+    case paired(chosen: [Double], rejected: [Double])
+    case single([Double])
+}
+
+public struct LossInput {
+    public var policy: LossBatch
+    /// Present iff some plugin of the graph declares `.needsReference`.
+    public var reference: LossBatch?
+    /// Present iff some loss declares `.needsRewards` (the graph guarantees a reward plugin).
+    public var rewards: RewardScores?
+    /// Current values of scheduled hyper-parameters (e.g. `beta`), set by schedulers.
+    public var hyperparameters: [String: Double]
+
+    public init(policy: LossBatch, reference: LossBatch? = nil, rewards: RewardScores? = nil,
+                hyperparameters: [String: Double] = [:]) {
+        self.policy = policy
+        self.reference = reference
+        self.rewards = rewards
+        self.hyperparameters = hyperparameters
+    }
+}
+
+public struct LossOutput {
+    /// A scalar (shape []), differentiable with respect to the policy.
+    public var loss: Tensor
+    /// Named metrics, keys from the descriptor's `metrics`.
+    public var metrics: [String: Double]
+
+    public init(loss: Tensor, metrics: [String: Double]) {
+        self.loss = loss
+        self.metrics = metrics
+    }
+}
+
+public protocol LossPlugin: KeelPlugin {
+    func loss(_ input: LossInput) throws -> LossOutput
+}
+
+// MARK: Scheduler
+
+/// Which copy of the model a parameter belongs to.
+public enum ModelRole: String, Sendable {
+    case policy
+    case reference
+}
+
+/// The trainer as schedulers see it between optimizer steps. The trainer implements it (a later issue).
+public protocol TrainingContext: AnyObject {
+    /// Optimizer steps completed so far.
+    var step: Int { get }
+    /// Total optimizer steps of the run (known once the data is loaded).
+    var totalSteps: Int { get }
+    var learningRate: Double { get set }
+    /// Scheduled hyper-parameters that losses read from `LossInput.hyperparameters` (e.g. `beta`).
+    var hyperparameters: [String: Double] { get set }
+    /// Names of the parameters of a model, in a stable order (GGUF tensor names).
+    func parameterNames(_ role: ModelRole) -> [String]
+    /// A named parameter; its storage may be written in place (e.g. reference ← α·policy + (1-α)·reference).
+    /// nil when the model (typically the reference) is not loaded.
+    func parameter(_ name: String, of role: ModelRole) -> Tensor?
+    /// Records a metric for the current step (names from the descriptor's `metrics`).
+    func record(metric: String, value: Double)
+}
+
+public protocol SchedulerPlugin: KeelPlugin {
+    /// Called after each optimizer step, before the next batch.
+    func afterOptimizerStep(_ context: TrainingContext) throws
+}

@@ -1,0 +1,73 @@
+/// One thing wrong with a recipe: `file:line:column: key.path: what was wrong; expected …`.
+public struct RecipeDiagnostic: Error, Equatable, CustomStringConvertible {
+    public let file: String
+    public let mark: Mark
+    /// Dotted path of the offending key, e.g. `training.batch_size` or `data[1].seed`; empty for the file.
+    public let keyPath: String
+    public let message: String
+
+    public init(file: String, mark: Mark, keyPath: String, message: String) {
+        self.file = file
+        self.mark = mark
+        self.keyPath = keyPath
+        self.message = message
+    }
+
+    public var description: String {
+        keyPath.isEmpty ? "\(file):\(mark): \(message)" : "\(file):\(mark): \(keyPath): \(message)"
+    }
+}
+
+/// Every diagnostic of one or more recipes, in file order. Thrown when a recipe cannot run.
+public struct RecipeErrors: Error, CustomStringConvertible {
+    public let diagnostics: [RecipeDiagnostic]
+    public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+}
+
+/// Collects diagnostics while decoding so that a user sees all mistakes in one run.
+final class DiagnosticSink {
+    let file: String
+    private(set) var diagnostics: [RecipeDiagnostic] = []
+
+    init(file: String) { self.file = file }
+
+    func error(_ mark: Mark, _ keyPath: String, _ message: String) {
+        diagnostics.append(RecipeDiagnostic(file: file, mark: mark, keyPath: keyPath, message: message))
+    }
+
+    var isEmpty: Bool { diagnostics.isEmpty }
+}
+
+/// `parent.key` / `parent[i]` for key paths in messages.
+func joinPath(_ parent: String, _ key: String) -> String { parent.isEmpty ? key : "\(parent).\(key)" }
+func joinPath(_ parent: String, index: Int) -> String { "\(parent)[\(index)]" }
+
+/// The closest candidate within a small edit distance, for "did you mean …?".
+/// Threshold: at most a third of the word (at least 1, so `lr`→`rl` still matches, at most 3).
+func closestMatch(to word: String, in candidates: [String]) -> String? {
+    let limit = min(3, max(1, word.count / 3))
+    let scored = candidates.map { ($0, editDistance(word, $0)) }.filter { $0.1 <= limit }
+    return scored.min { $0.1 < $1.1 }?.0
+}
+
+/// "; did you mean 'x'?" or "; expected one of a, b, c" when nothing is close.
+func suggestion(for word: String, in candidates: [String]) -> String {
+    if let match = closestMatch(to: word, in: candidates) { return "did you mean '\(match)'?" }
+    return "expected one of " + candidates.sorted().joined(separator: ", ")
+}
+
+/// Edit distance counting insertions, deletions, substitutions and swaps of adjacent letters as one
+/// edit each (Damerau's "optimal string alignment"), since swapped letters are the commonest typo.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+    for i in 0...a.count { d[i][0] = i }
+    for j in 0...b.count { d[0][j] = j }
+    for i in stride(from: 1, through: a.count, by: 1) {
+        for j in stride(from: 1, through: b.count, by: 1) {
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1) }
+        }
+    }
+    return d[a.count][b.count]
+}

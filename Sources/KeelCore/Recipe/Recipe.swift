@@ -1,0 +1,178 @@
+import Foundation
+
+/// A decoded, checked recipe. Every option of every section and node carries its final value and origin.
+public struct Recipe {
+    /// The recipe file as the user named it (messages) and the folder relative paths resolve against.
+    public let file: String
+    public let directory: URL
+    public let model: ModelSource
+    public let reference: ResolvedOptions
+    public let data: [PluginNode]
+    public let reward: PluginNode?
+    /// One node, or the terms of a weighted sum (each node's `weight`).
+    public let loss: [PluginNode]
+    public let schedulers: [PluginNode]
+    public let optimizer: ResolvedOptions
+    public let training: ResolvedOptions
+    public let output: ResolvedOptions
+    /// Where each top-level section starts, for messages about a whole section.
+    public let sectionMarks: [String: Mark]
+
+    public var trainingConfig: TrainingConfig { TrainingConfig(training) }
+    public var optimizerConfig: OptimizerConfig { OptimizerConfig(optimizer) }
+    /// `output.name`, defaulting to the recipe's file name without extension.
+    public var outputName: String {
+        output.string("name") ?? ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+    }
+    public var cachesReferenceLogProbs: Bool { reference.bool("cache_logprobs") ?? false }
+}
+
+/// One plugin in the recipe: which plugin, where it was written, its options and (losses) its weight.
+public struct PluginNode {
+    /// `data[2]`, `loss[0]`, `reward`, for messages and plans.
+    public let keyPath: String
+    public let mark: Mark
+    public let type: any KeelPlugin.Type
+    public let options: ResolvedOptions
+    public let weight: Double
+    public let weightOrigin: OptionOrigin
+
+    public var descriptor: PluginDescriptor { type.descriptor }
+    public var name: String { descriptor.name }
+    /// How messages name a node: `loss[0] 'dpo' (line 12)`.
+    public var label: String { "\(keyPath) '\(name)' (line \(mark.line))" }
+}
+
+/// What to train: a GGUF file, a Hugging Face folder, or a random tiny model for tests.
+public enum ModelSource: Equatable {
+    case gguf(path: String)
+    case huggingFace(directory: String)
+    case tiny(ResolvedOptions)
+}
+
+/// `training:` as typed values.
+public struct TrainingConfig: Equatable {
+    public let steps: Int?
+    public let epochs: Int?
+    public let batchSize: Int
+    public let gradAccum: Int
+    public let maxLength: Int
+    public let seed: UInt64
+    /// 0 = never.
+    public let evalEvery: Int
+    public let checkpointEvery: Int
+    public let keepCheckpoints: Int
+    public let logEvery: Int
+
+    public init(_ o: ResolvedOptions) {
+        steps = o.int("steps")
+        epochs = o.int("epochs")
+        batchSize = o.int("batch_size") ?? 1
+        gradAccum = o.int("grad_accum") ?? 1
+        maxLength = o.int("max_length") ?? 1
+        seed = UInt64(o.int("seed") ?? 0)
+        evalEvery = o.int("eval_every") ?? 0
+        checkpointEvery = o.int("checkpoint_every") ?? 0
+        keepCheckpoints = o.int("keep_checkpoints") ?? 1
+        logEvery = o.int("log_every") ?? 1
+    }
+}
+
+/// `optimizer:` as typed values: AdamW with an optional warmup + decay learning-rate schedule.
+public struct OptimizerConfig: Equatable {
+    public enum Schedule: String { case constant, linear, cosine }
+
+    public let learningRate: Double
+    public let beta1: Double
+    public let beta2: Double
+    public let epsilon: Double
+    public let weightDecay: Double
+    /// 0 = no clipping.
+    public let maxGradNorm: Double
+    public let schedule: Schedule
+    public let warmupSteps: Int
+    public let minLRRatio: Double
+
+    public init(_ o: ResolvedOptions) {
+        learningRate = o.double("lr") ?? 0
+        beta1 = o.double("beta1") ?? 0
+        beta2 = o.double("beta2") ?? 0
+        epsilon = o.double("eps") ?? 0
+        weightDecay = o.double("weight_decay") ?? 0
+        maxGradNorm = o.double("max_grad_norm") ?? 0
+        schedule = Schedule(rawValue: o.string("schedule") ?? "") ?? .constant
+        warmupSteps = o.int("warmup_steps") ?? 0
+        minLRRatio = o.double("min_lr_ratio") ?? 0
+    }
+
+    /// Learning rate for optimizer step `step` (0-based) of `totalSteps`, as Hugging Face's
+    /// `get_{constant,linear,cosine}_schedule_with_warmup`: linear warmup from 0 over `warmupSteps`, then
+    /// a factor f decaying from 1 to 0 — linear: (T − s)/(T − W); cosine: ½(1 + cos(π·(s − W)/(T − W))) —
+    /// floored at `minLRRatio`: lr · (r + (1 − r)·f).
+    public func learningRate(step: Int, totalSteps: Int) -> Double {
+        if step < warmupSteps { return learningRate * Double(step) / Double(max(1, warmupSteps)) }
+        let decaySteps = Double(max(1, totalSteps - warmupSteps))
+        let progress = min(1, Double(step - warmupSteps) / decaySteps)
+        let factor: Double
+        switch schedule {
+        case .constant: return learningRate
+        case .linear: factor = 1 - progress
+        case .cosine: factor = 0.5 * (1 + cos(Double.pi * progress))
+        }
+        return learningRate * (minLRRatio + (1 - minLRRatio) * factor)
+    }
+}
+
+/// The declared options of the recipe's own sections: decoded, planned and documented with the same
+/// machinery as plugin options.
+public enum RecipeSchema {
+    public static let sections = ["model", "reference", "data", "reward", "loss", "schedulers", "optimizer", "training", "output"]
+    public static let requiredSections = ["model", "data", "loss", "training"]
+
+    public static let tinyModel: [OptionSpec] = [
+        .int("layers", 2, in: .atLeast(1), "transformer blocks"),
+        .int("hidden", 64, in: .atLeast(2), "model width; a multiple of heads"),
+        .int("heads", 4, in: .atLeast(1), "attention heads; a multiple of kv_heads"),
+        .int("kv_heads", 2, in: .atLeast(1), "key/value heads (grouped-query attention)"),
+        .int("intermediate", 128, in: .atLeast(1), "MLP width"),
+        .int("vocab", 256, in: .atLeast(2), "vocabulary size (byte-level tokenizer)"),
+        .int("seed", 0, in: .nonNegative, "seed of the random weights"),
+    ]
+
+    public static let reference: [OptionSpec] = [
+        OptionSpec("path", .path(mustExist: true), default: .absent(note: "frozen copy of the starting policy"),
+                   help: "a different model (GGUF file or Hugging Face folder) as the reference"),
+        .bool("cache_logprobs", false, "compute reference log-probs once before training and reuse them"),
+    ]
+
+    public static let optimizer: [OptionSpec] = [
+        .double("lr", 1e-6, in: .positive, "peak learning rate (AdamW)"),
+        .double("beta1", 0.9, in: NumericRange(lower: 0, upper: 1, upperOpen: true), "AdamW first-moment decay"),
+        .double("beta2", 0.999, in: NumericRange(lower: 0, upper: 1, upperOpen: true), "AdamW second-moment decay"),
+        .double("eps", 1e-8, in: .positive, "AdamW denominator epsilon"),
+        .double("weight_decay", 0.0, in: .nonNegative, "decoupled weight decay"),
+        .double("max_grad_norm", 1.0, in: .nonNegative, "clip the global gradient L2 norm to this; 0 = no clipping"),
+        .choice("schedule", ["constant", "linear", "cosine"], "constant", "learning-rate decay after warmup"),
+        .int("warmup_steps", 0, in: .nonNegative, "linear warmup from 0 over this many steps"),
+        .double("min_lr_ratio", 0.0, in: .unitInterval, "linear/cosine decay floor, as a fraction of lr"),
+    ]
+
+    public static let training: [OptionSpec] = [
+        OptionSpec("steps", .int(.atLeast(1)), default: .absent(note: "unset"), help: "optimizer steps (set steps or epochs)"),
+        OptionSpec("epochs", .int(.atLeast(1)), default: .absent(note: "unset"), help: "passes over the training data (set steps or epochs)"),
+        .int("batch_size", 8, in: .atLeast(1), "examples (pairs) per micro-batch"),
+        .int("grad_accum", 1, in: .atLeast(1), "micro-batches per optimizer step"),
+        .int("max_length", 1024, in: .atLeast(1), "longest prompt + completion in tokens"),
+        .int("seed", 0, in: .nonNegative, "seed of every random choice of the run (data order, splits, init)"),
+        .int("eval_every", 0, in: .nonNegative, "evaluate every N steps; 0 = never (needs a split in data)"),
+        .int("checkpoint_every", 0, in: .nonNegative, "checkpoint every N steps; 0 = only at the end"),
+        .int("keep_checkpoints", 2, in: .atLeast(1), "most recent checkpoints kept on disk"),
+        .int("log_every", 1, in: .atLeast(1), "record metrics every N steps"),
+    ]
+
+    public static let output: [OptionSpec] = [
+        OptionSpec("name", .string, default: .absent(note: "the recipe's file name"), help: "run name: letters, digits, '.', '_', '-'"),
+        OptionSpec("dir", .path(mustExist: false), default: .absent(note: "chosen by the daemon"),
+                   help: "folder for checkpoints and exports, relative to the recipe's folder"),
+    ]
+}
