@@ -149,7 +149,8 @@ final class CheckpointTests: XCTestCase {
 
     func testManifestStepMustMatchDirectory() throws {
         let (checkpoints, directory) = try makeRun()
-        let completed = try checkpoints.save(step: 7, files: [.data("a", Data("x".utf8))])
+        let completed = try checkpoints.save(step: 7, contents: ["b": Data("y".utf8), "a": Data("x".utf8)])
+        XCTAssertEqual(completed.manifest.files.map(\.name), ["a", "b"])
         let moved = directory.appendingPathComponent("step-8")
         try FileManager.default.moveItem(at: completed.directory, to: moved)
         XCTAssertThrowsError(try CheckpointReader.verify(directory: moved)) {

@@ -63,6 +63,12 @@ public final class RunCheckpoints {
         return completed
     }
 
+    /// `save` for small in-memory states: one file per entry, written in name order.
+    @discardableResult
+    public func save(step: Int, contents: [String: Data]) throws -> CompletedCheckpoint {
+        try save(step: step, files: contents.sorted { $0.key < $1.key }.map { CheckpointFile.data($0.key, $0.value) })
+    }
+
     /// The newest complete checkpoint, verified against its manifest and the hash the store recorded;
     /// nil if the run has none. A corrupt newest checkpoint is an error, not a silent fallback to an
     /// older one: resuming from further back than expected should be a decision, not an accident.

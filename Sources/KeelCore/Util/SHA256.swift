@@ -139,6 +139,8 @@ public struct SHA256: Sendable {
     }
 }
 
+/// Rotate right. Masking shifts (`&>>`): Swift's plain shifts test for over-wide counts, which cost a
+/// quarter of the hashing speed here.
 @inline(__always) private func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 {
-    (x >> n) | (x << (32 - n))
+    (x &>> n) | (x &<< (32 &- n))
 }
