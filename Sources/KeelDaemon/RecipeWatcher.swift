@@ -8,8 +8,9 @@ import KeelCore
 /// Why inotify directly: Dispatch's file-system sources do not exist on Linux, and polling either
 /// wastes a core or adds latency. A file is reported only when it is complete: on close after
 /// writing (`IN_CLOSE_WRITE`: `cp`, an editor's save) or when renamed into the directory
-/// (`IN_MOVED_TO`: an atomic `mv`). Creation and modification are not watched, so a half-written
-/// file is never reported.
+/// (`IN_MOVED_TO`: an atomic `mv`). Creation and modification are not watched, so a file being
+/// written is not reported before it is closed (only the start-up scan cannot tell; the close then
+/// reports it again as `.written`).
 ///
 /// All callbacks come from the watcher's own thread, in order. Consumers must be idempotent: a file
 /// can be reported twice (as `.existing` by the start-up scan and `.written` by a close that raced
@@ -41,6 +42,8 @@ public final class RecipeWatcher: @unchecked Sendable {
     /// Touched only by the watcher thread (or by tests before `start`).
     private var known: Set<String> = []
 
+    /// What the watch asks for. IN_Q_OVERFLOW (events were dropped) and IN_IGNORED (the watch is
+    /// gone) are always delivered without asking.
     private static let watchMask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM)
         | UInt32(IN_DELETE_SELF | IN_MOVE_SELF)
 
@@ -74,7 +77,10 @@ public final class RecipeWatcher: @unchecked Sendable {
         thread.start()
         stateLock.unlock()
         scanned.wait()
-        if let scanError { throw scanError }
+        if let scanError {
+            stopped.wait()  // the thread has closed its descriptors; `start` may be called again
+            throw scanError
+        }
     }
 
     private func openDescriptors() throws {
@@ -101,12 +107,14 @@ public final class RecipeWatcher: @unchecked Sendable {
     public func stop() {
         stateLock.lock()
         let wasRunning = isRunning
+        if wasRunning {
+            // Under the lock: the watcher thread closes this descriptor only while holding it.
+            var byte: UInt8 = 1
+            _ = write(wakeWrite, &byte, 1)
+        }
         isRunning = false
         stateLock.unlock()
-        guard wasRunning else { return }
-        var byte: UInt8 = 1
-        _ = write(wakeWrite, &byte, 1)
-        if Thread.current != thread { stopped.wait() }
+        if wasRunning && Thread.current != thread { stopped.wait() }
     }
 
     /// Editors and copy tools create helper files next to the one being saved; none may start a run.
@@ -124,19 +132,19 @@ public final class RecipeWatcher: @unchecked Sendable {
                                                             alignment: MemoryLayout<inotify_event>.alignment)
         defer {
             buffer.deallocate()
+            stateLock.lock()
+            isRunning = false
             close(inotify)
             close(wakeRead)
             close(wakeWrite)
+            stateLock.unlock()
             stopped.signal()
         }
         do {
             try rescan()
             scanned.signal()
         } catch {
-            stateLock.lock()
-            isRunning = false
-            stateLock.unlock()
-            scanError = error
+            scanError = error  // thrown by `start`
             scanned.signal()
             return
         }
@@ -158,17 +166,11 @@ public final class RecipeWatcher: @unchecked Sendable {
                 try handleEvents(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
             }
         } catch {
-            finish(with: error)
+            stateLock.lock()
+            let stopRequested = !isRunning
+            stateLock.unlock()
+            if !stopRequested { onFailure(error) }
         }
-    }
-
-    /// Ends watching because of `error`; reported unless `stop` was called meanwhile.
-    private func finish(with error: Error) {
-        stateLock.lock()
-        let reportable = isRunning
-        isRunning = false
-        stateLock.unlock()
-        if reportable { onFailure(error) }
     }
 
     /// Decodes a buffer of `struct inotify_event { int wd; uint32_t mask, cookie, len; char name[len]; }`
