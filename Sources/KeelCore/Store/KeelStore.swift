@@ -216,6 +216,10 @@ public final class KeelStore: @unchecked Sendable {
     // MARK: Row decoding
 
     private static func runRecord(_ row: SQLiteRow) throws -> RunRecord {
+        let pid = try row.optionalInt64("pid")
+        guard pid.map({ Int32(exactly: $0) != nil }) ?? true else {
+            throw StoreError.corruptValue(table: "runs", column: "pid", value: "\(pid ?? 0)")
+        }
         let partsText = try row.string("fingerprint_parts")
         guard let parts = try? JSONDecoder().decode([String: String].self, from: Data(partsText.utf8)) else {
             throw StoreError.corruptValue(table: "runs", column: "fingerprint_parts", value: partsText)
@@ -228,7 +232,7 @@ public final class KeelStore: @unchecked Sendable {
             startedAt: try row.optionalDouble("started_at").map(Date.init(timeIntervalSince1970:)),
             finishedAt: try row.optionalDouble("finished_at").map(Date.init(timeIntervalSince1970:)),
             error: try row.optionalString("error"), totalSteps: try row.optionalInt("total_steps"),
-            currentStep: try row.int("current_step"), pid: try row.optionalInt64("pid").map { Int32($0) },
+            currentStep: try row.int("current_step"), pid: pid.map { Int32($0) },
             heartbeatAt: try row.optionalDouble("heartbeat_at").map(Date.init(timeIntervalSince1970:)),
             logPath: try row.optionalString("log_path"))
     }

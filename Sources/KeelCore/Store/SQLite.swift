@@ -40,7 +40,7 @@ public final class SQLiteDatabase: @unchecked Sendable {
             throw SQLiteError(code: code, message: message, sql: nil, path: path)
         }
         handle = opened
-        sqlite3_busy_timeout(handle, Int32(max(0, busyTimeout * 1000)))
+        sqlite3_busy_timeout(handle, Int32(min(max(0, busyTimeout * 1000), Double(Int32.max))))
         let mode = try query("PRAGMA journal_mode = WAL").first?["journal_mode"].text
         guard mode == "wal" || mode == "memory" else {
             throw SQLiteError(code: SQLITE_ERROR, message: "could not switch to WAL mode (got \(mode ?? "nothing"))",
