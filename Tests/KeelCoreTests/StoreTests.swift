@@ -80,6 +80,24 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(run.currentStep, 17, "a heartbeat without a step keeps the last one")
     }
 
+    func testRunsWithStaleHeartbeatAreInterrupted() throws {
+        let (store, _) = try makeStore()
+        for id in ["fresh", "stale", "never-beat", "done"] { try store.createRun(newRun(id)) }
+        for id in ["fresh", "stale", "never-beat"] { try store.setStatus(id, .running, at: Date(timeIntervalSince1970: 100)) }
+        try store.heartbeat("fresh", pid: 1, at: Date(timeIntervalSince1970: 500))
+        try store.heartbeat("stale", pid: 2, at: Date(timeIntervalSince1970: 200))
+        try store.setStatus("done", .completed, at: Date(timeIntervalSince1970: 150))
+
+        let interrupted = try store.interruptStaleRuns(heartbeatBefore: Date(timeIntervalSince1970: 400),
+                                                       at: Date(timeIntervalSince1970: 520))
+        XCTAssertEqual(interrupted, ["never-beat", "stale"])
+        XCTAssertEqual(try store.run("stale")?.status, .interrupted)
+        XCTAssertEqual(try store.run("stale")?.finishedAt, Date(timeIntervalSince1970: 520))
+        XCTAssertEqual(try store.run("stale")?.error, "worker stopped sending heartbeats")
+        XCTAssertEqual(try store.run("fresh")?.status, .running)
+        XCTAssertEqual(try store.run("done")?.status, .completed)
+    }
+
     func testRunIDFormat() throws {
         var components = DateComponents()
         (components.year, components.month, components.day) = (2026, 11, 22)

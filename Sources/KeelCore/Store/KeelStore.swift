@@ -45,6 +45,21 @@ public final class KeelStore: @unchecked Sendable {
         guard changed == 1 else { throw StoreError.unknownRun(runID) }
     }
 
+    /// Marks `running` runs whose last heartbeat (or start, if none) is older than `cutoff` as
+    /// `interrupted`, and returns their ids: the daemon calls this at start and periodically, so a
+    /// worker killed without a word (OOM, power loss) ends up resumable instead of "running" forever.
+    @discardableResult
+    public func interruptStaleRuns(heartbeatBefore cutoff: Date, at time: Date = Date()) throws -> [String] {
+        try database.transaction {
+            try database.query("""
+                UPDATE runs SET status = 'interrupted', finished_at = ?,
+                    error = COALESCE(error, 'worker stopped sending heartbeats')
+                WHERE status = 'running' AND COALESCE(heartbeat_at, started_at, created_at) < ?
+                RETURNING id
+                """, time.timeIntervalSince1970, cutoff.timeIntervalSince1970).map { try $0.string("id") }.sorted()
+        }
+    }
+
     public func run(_ runID: String) throws -> RunRecord? {
         try database.query("SELECT * FROM runs WHERE id = ?", runID).first.map(Self.runRecord)
     }
