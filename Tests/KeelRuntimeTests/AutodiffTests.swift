@@ -83,3 +83,33 @@ final class AutodiffTests: XCTestCase {
         XCTAssertEqual(TensorStorage.liveCount, before + 1)
     }
 }
+
+final class AutodiffMemoryTests: XCTestCase {
+    /// The graph references producer nodes, not intermediate tensors: an intermediate that no backward
+    /// closure needs (inputs of add) is freed as soon as the caller drops it, before backward runs.
+    func testGraphDoesNotKeepUnneededIntermediates() {
+        let w = Tensor([1, 2, 3])
+        w.requiresGrad = true
+        weak var dropped: Tensor?
+        let loss: Tensor
+        do {
+            let h = w + 1          // needed by nobody's backward: add saves nothing
+            dropped = h
+            loss = (h + 2).sum()
+        }
+        XCTAssertNil(dropped, "an intermediate no backward needs is kept alive by the graph")
+        loss.backward()
+        XCTAssertEqual(w.grad?.toArray(), [1, 1, 1])
+    }
+
+    /// After backward the graph is consumed: its tensors no longer require grad.
+    func testBackwardConsumesTheGraph() {
+        let w = Tensor([2])
+        w.requiresGrad = true
+        let y = w * w
+        y.sum().backward()
+        XCTAssertFalse(y.requiresGrad)
+        XCTAssertNil(y.producingOp)
+        XCTAssertTrue(w.requiresGrad)
+    }
+}

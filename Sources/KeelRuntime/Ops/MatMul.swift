@@ -51,13 +51,15 @@ extension Tensor {
             sgemm(a.pointer + i * m * k, b.pointer + i * k * n, out.pointer + i * m * n, m: m, n: n, k: k,
                   transposeA: transposeA, transposeB: transposeB)
         }
+        // Save each operand only if the other one needs its gradient.
+        let (savedA, savedB) = (b.requiresGrad ? a.detached() : nil, a.requiresGrad ? b.detached() : nil)
         return Tensor.record(op: "matmul", inputs: [a, b], output: out) { g in
-            let da: Tensor? = !a.requiresGrad ? nil
-                : transposeA ? b.matmul(g, transposeA: transposeB, transposeB: true)
-                : g.matmul(b, transposeB: !transposeB)
-            let db: Tensor? = !b.requiresGrad ? nil
-                : transposeB ? g.matmul(a, transposeA: true, transposeB: transposeA)
-                : a.matmul(g, transposeA: !transposeA)
+            let da = savedB.map { b in
+                transposeA ? b.matmul(g, transposeA: transposeB, transposeB: true) : g.matmul(b, transposeB: !transposeB)
+            }
+            let db = savedA.map { a in
+                transposeB ? g.matmul(a, transposeA: true, transposeB: transposeA) : a.matmul(g, transposeA: !transposeA)
+            }
             return [da, db]
         }
     }

@@ -5,10 +5,17 @@ import Foundation
 protocol UnaryKernel {
     static func forward(_ x: Float) -> Float
     static func derivative(x: Float, y: Float) -> Float
+    /// Whether `derivative` reads y (then the output is saved for backward; otherwise the input is).
+    static var derivativeUsesOutput: Bool { get }
+}
+
+extension UnaryKernel {
+    static var derivativeUsesOutput: Bool { false }
 }
 
 /// exp: f′ = y
 enum ExpKernel: UnaryKernel {
+    static let derivativeUsesOutput = true
     @inline(__always) static func forward(_ x: Float) -> Float { Foundation.exp(x) }
     @inline(__always) static func derivative(x: Float, y: Float) -> Float { y }
 }
@@ -21,6 +28,7 @@ enum LogKernel: UnaryKernel {
 
 /// σ(x) = 1/(1+e^−x), evaluated so that e^… never overflows; f′ = y(1−y)
 enum SigmoidKernel: UnaryKernel {
+    static let derivativeUsesOutput = true
     @inline(__always) static func forward(_ x: Float) -> Float { stableSigmoid(x) }
     @inline(__always) static func derivative(x: Float, y: Float) -> Float { y * (1 - y) }
 }
@@ -39,6 +47,7 @@ enum SoftplusKernel: UnaryKernel {
 
 /// tanh: f′ = 1 − y²
 enum TanhKernel: UnaryKernel {
+    static let derivativeUsesOutput = true
     @inline(__always) static func forward(_ x: Float) -> Float { Foundation.tanh(x) }
     @inline(__always) static func derivative(x: Float, y: Float) -> Float { 1 - y * y }
 }
@@ -75,6 +84,7 @@ enum ReluKernel: UnaryKernel {
 
 /// √x; f′ = 1/(2y)
 enum SqrtKernel: UnaryKernel {
+    static let derivativeUsesOutput = true
     @inline(__always) static func forward(_ x: Float) -> Float { x.squareRoot() }
     @inline(__always) static func derivative(x: Float, y: Float) -> Float { 0.5 / y }
 }
@@ -99,11 +109,16 @@ extension Tensor {
         let out = Tensor(uninitialized: shape)
         let px = pointer, py = out.pointer
         for i in 0..<count { py[i] = K.forward(px[i]) }
-        let y = out.detached()
-        return Tensor.record(op: op, inputs: [self], output: out) { [self] g in
-            let dx = Tensor(uninitialized: shape)
-            let pg = g.pointer, pd = dx.pointer, px = pointer, py = y.pointer
-            for i in 0..<count { pd[i] = pg[i] * K.derivative(x: px[i], y: py[i]) }
+        // Save one of x and y: the derivative of each kernel reads only one of them.
+        let saved = K.derivativeUsesOutput ? out.detached() : detached()
+        return Tensor.record(op: op, inputs: [self], output: out) { g in
+            let dx = Tensor(uninitialized: saved.shape)
+            let pg = g.pointer, pd = dx.pointer, ps = saved.pointer
+            if K.derivativeUsesOutput {
+                for i in 0..<saved.count { pd[i] = pg[i] * K.derivative(x: .nan, y: ps[i]) }
+            } else {
+                for i in 0..<saved.count { pd[i] = pg[i] * K.derivative(x: ps[i], y: .nan) }
+            }
             return [dx]
         }
     }
@@ -130,10 +145,11 @@ extension Tensor {
         let out = Tensor(uninitialized: shape)
         let px = pointer, py = out.pointer
         for i in 0..<count { py[i] = Swift.min(Swift.max(px[i], lower), upper) }
-        return Tensor.record(op: "clamp", inputs: [self], output: out) { [self] g in
-            let dx = Tensor(uninitialized: shape)
-            let pg = g.pointer, pd = dx.pointer, px = pointer
-            for i in 0..<count { pd[i] = px[i] >= lower && px[i] <= upper ? pg[i] : 0 }
+        let x = detached()
+        return Tensor.record(op: "clamp", inputs: [self], output: out) { g in
+            let dx = Tensor(uninitialized: x.shape)
+            let pg = g.pointer, pd = dx.pointer, px = x.pointer
+            for i in 0..<x.count { pd[i] = px[i] >= lower && px[i] <= upper ? pg[i] : 0 }
             return [dx]
         }
     }
