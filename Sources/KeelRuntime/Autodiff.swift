@@ -221,7 +221,7 @@ extension Tensor {
             for i in 0..<n { e[i] += g[i] }
             return (existing, true)
         }
-        let out = Tensor(zeros: existing.shape)
+        let out = Tensor(uninitialized: existing.shape)
         let o = out.pointer, e = existing.pointer
         for i in 0..<n { o[i] = e[i] + g[i] }
         return (out, true)

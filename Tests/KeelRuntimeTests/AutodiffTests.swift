@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import KeelRuntime
 
@@ -46,6 +47,39 @@ final class AutodiffTests: XCTestCase {
         XCTAssertTrue(Tensor.isGradEnabled)
         let z = (w * w).sum()
         XCTAssertEqual(z.producingOp, "sum")
+    }
+
+    /// Grad mode is per thread: a no-grad scope on one thread does not stop another from recording.
+    func testNoGradIsPerThread() {
+        final class Probe: @unchecked Sendable {   // written by the thread before it signals `done`
+            let weight = Tensor([1])
+            var recorded = false
+            let done = DispatchSemaphore(value: 0)
+        }
+        let probe = Probe()
+        probe.weight.requiresGrad = true
+        withNoGrad {
+            Thread {
+                probe.recorded = (probe.weight * 2).requiresGrad
+                probe.done.signal()
+            }.start()
+            probe.done.wait()
+            XCTAssertFalse((probe.weight * 2).requiresGrad)
+        }
+        XCTAssertTrue(probe.recorded)
+    }
+
+    /// The op-author contract: a custom op defined with `Tensor.record` (y = x³, dy/dx = 3x²) is
+    /// differentiated like the built-in ones and composes with them.
+    func testCustomOpThroughRecord() {
+        func cube(_ x: Tensor) -> Tensor {
+            let y = Tensor(uninitialized: x.shape)
+            for i in 0..<x.count { y.pointer[i] = x.pointer[i] * x.pointer[i] * x.pointer[i] }
+            let saved = x.detached()
+            return Tensor.record(op: "cube", inputs: [x], output: y) { g in [g * saved * saved * 3] }
+        }
+        GradientChecker().check("cube", [randomTensor([2, 3], seed: 40)]) { cube($0[0]).exp() }
+        XCTAssertEqual(cube(Tensor([2])).producingOp, nil)   // no input requires grad: nothing recorded
     }
 
     func testInputsNotRequiringGradGetNone() {
