@@ -66,12 +66,13 @@ extension Tensor {
             for i in 0..<n { o[i] = c[i * sc] != 0 ? x[i * sa] : y[i * sb] }
         }
         let (needA, needB, shapeA, shapeB) = (a.requiresGrad, b.requiresGrad, a.shape, b.shape)
-        let condition = condition.detached()
+        let savedCondition = condition.detached()   // keeps the mask's storage alive for backward
         return record(op: "select", inputs: [condition, a, b], output: out) { g in
             func masked(keepWhere keep: Bool) -> Tensor {
                 let d = Tensor(uninitialized: outShape)
-                let cplan = BroadcastPlan(shape: outShape, operands: [condition.shape])
-                let pd = d.pointer, pg = g.pointer, cn = cplan.rowLength, s = cplan.innerStride(0)
+                let cplan = BroadcastPlan(shape: outShape, operands: [savedCondition.shape])
+                let pc = savedCondition.pointer, pd = d.pointer, pg = g.pointer
+                let cn = cplan.rowLength, s = cplan.innerStride(0)
                 cplan.forEachRow { row, offsets in
                     let c = pc + offsets[0], o = pd + row * cn, gr = pg + row * cn
                     for i in 0..<cn { o[i] = (c[i * s] != 0) == keep ? gr[i] : 0 }
