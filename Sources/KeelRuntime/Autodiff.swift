@@ -59,6 +59,20 @@ final class GraphNode {
         self.edges = edges
         self.backward = backward
     }
+
+    /// Releases a dropped (never differentiated) graph iteratively: the default recursive release of a
+    /// chain of 10⁴ nodes would overflow the stack. Nodes only we reference are emptied before they go.
+    deinit {
+        var pending: [GraphNode] = []
+        for case .node(let input) in edges { pending.append(input) }
+        edges = []
+        while var node = pending.popLast() {
+            guard isKnownUniquelyReferenced(&node) else { continue }
+            for case .node(let input) in node.edges { pending.append(input) }
+            node.edges = []
+            node.backward = nil
+        }
+    }
 }
 
 // MARK: - Grad mode

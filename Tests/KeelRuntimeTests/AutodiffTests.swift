@@ -147,3 +147,46 @@ final class AutodiffMemoryTests: XCTestCase {
         XCTAssertTrue(w.requiresGrad)
     }
 }
+
+final class ParametersAndDepthTests: XCTestCase {
+    func testParametersKeepInsertionOrderAndNames() {
+        var parameters = Parameters()
+        let a = Tensor.zeros([2, 3]), b = Tensor.zeros([4])
+        parameters.add("model.layers.0.weight", a)
+        parameters.add("model.bias", b)
+        XCTAssertEqual(parameters.names, ["model.layers.0.weight", "model.bias"])
+        XCTAssertTrue(parameters["model.bias"] === b)
+        XCTAssertNil(parameters["missing"])
+        XCTAssertEqual(parameters.count, 2)
+        XCTAssertEqual(parameters.scalarCount, 10)
+        XCTAssertTrue(a.requiresGrad && b.requiresGrad)
+        (a.sum() + b.sum()).backward()
+        XCTAssertNotNil(a.grad)
+        parameters.zeroGrad()
+        XCTAssertNil(a.grad)
+        XCTAssertNil(b.grad)
+    }
+
+    /// A 20000-op chain: the topological sort is iterative, so depth is not limited by the stack.
+    func testLongChainBackward() {
+        let w = Tensor([1])
+        w.requiresGrad = true
+        var x = w
+        for _ in 0..<20000 { x = x + 1 }
+        x.sum().backward()
+        XCTAssertEqual(w.grad?.toArray(), [1])
+    }
+
+    /// Dropping a 50000-op graph without backward frees it (iteratively, without overflowing the stack).
+    func testDroppingLongGraphFreesIt() {
+        let before = TensorStorage.liveCount
+        let w = Tensor([1])
+        w.requiresGrad = true
+        do {
+            var x = w
+            for _ in 0..<50000 { x = x * 1.5 }
+            XCTAssertGreaterThan(TensorStorage.liveCount, before + 1)
+        }
+        XCTAssertEqual(TensorStorage.liveCount, before + 1)
+    }
+}
