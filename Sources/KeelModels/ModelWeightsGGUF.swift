@@ -11,7 +11,8 @@ extension ModelWeights {
     public init(gguf: GGUFFile) throws {
         let config = try LlamaConfig(gguf: gguf)
         let expected = Dictionary(uniqueKeysWithValues: config.tensorShapes().map { ($0.name, $0.shape) })
-        var tensors: [String: Tensor] = [:]
+        // Resolve every name and shape before converting anything, so a bad file fails fast.
+        var plans: [(info: GGUFTensorInfo, name: String, permutedHeads: Int?)] = []
         for info in gguf.tensors {
             guard let (name, permutedHeads) = LlamaCppLayout.huggingFaceName(ofGGUFTensor: info.name, config: config) else {
                 throw ModelFormatError(source: gguf.path, message: "unexpected tensor '\(info.name)' for a llama model")
@@ -19,17 +20,48 @@ extension ModelWeights {
             guard let shape = expected[name], info.shape == shape else {
                 throw ModelFormatError(source: gguf.path, message: "tensor '\(info.name)' (\(name)) has shape \(info.shape), expected \(expected[name] ?? [])")
             }
-            let tensor = Tensor.zeros(shape)
-            if let heads = permutedHeads {
-                let ggufOrder = try gguf.dequantize(info)
-                LlamaCppLayout.unpermuteRows(ggufOrder.pointer, into: tensor.pointer,
-                                             rows: shape[0], columns: shape[1], heads: heads)
-            } else {
-                try gguf.dequantize(info, into: tensor.pointer)
-            }
-            tensors[name] = tensor
+            plans.append((info, name, permutedHeads))
         }
+        // One tensor per worker, largest first: allocation (zero-fill, page faults) and conversion then
+        // both run on all cores, and the dynamic scheduling keeps the big embedding from finishing last.
+        let order = plans.indices.sorted { plans[$0].info.elementCount > plans[$1].info.elementCount }
+        var loaded = [Tensor?](repeating: nil, count: plans.count)
+        let failure = FirstError()
+        loaded.withUnsafeMutableBufferPointer { results in
+            DispatchQueue.concurrentPerform(iterations: order.count) { k in
+                let plan = plans[order[k]]
+                do {
+                    let tensor = Tensor.zeros(plan.info.shape)
+                    if let heads = plan.permutedHeads {
+                        let ggufOrder = Tensor.zeros(plan.info.shape)
+                        try gguf.dequantize(plan.info, into: ggufOrder.pointer, concurrently: false)
+                        LlamaCppLayout.unpermuteRows(ggufOrder.pointer, into: tensor.pointer,
+                                                     rows: tensor.shape[0], columns: tensor.shape[1], heads: heads)
+                    } else {
+                        try gguf.dequantize(plan.info, into: tensor.pointer, concurrently: false)
+                    }
+                    results[order[k]] = tensor
+                } catch {
+                    failure.record(error)
+                }
+            }
+        }
+        if let error = failure.error { throw error }
+        var tensors: [String: Tensor] = [:]
+        for (plan, tensor) in zip(plans, loaded) { tensors[plan.name] = tensor }
         try self.init(config: config, tensors: tensors, source: gguf.path)
+    }
+}
+
+/// The first error thrown by concurrent workers.
+final class FirstError: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: Error?
+
+    var error: Error? { lock.withLock { first } }
+
+    func record(_ error: Error) {
+        lock.withLock { if first == nil { first = error } }
     }
 }
 
