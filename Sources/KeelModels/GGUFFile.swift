@@ -385,7 +385,7 @@ struct GGUFByteReader {
         let start = offset
         let raw = try u64(what())
         guard raw <= UInt64(remaining / minimumBytesEach) else {
-            throw error(at: start, "\(what()) is \(raw), but the \(remaining) remaining bytes hold at most \(remaining / minimumBytesEach)")
+            throw error(at: start, "\(what()) is \(raw), but the \(remaining) remaining bytes hold at most \(remaining / minimumBytesEach) (file truncated or corrupt)")
         }
         return Int(raw)
     }

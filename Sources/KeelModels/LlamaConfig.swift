@@ -70,6 +70,11 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
                               ("maxPositions", maxPositions)] where value <= 0 {
             throw fail("\(name) is \(value), expected a positive integer")
         }
+        for (name, a, b) in [("heads × headDim", heads, headDim), ("kvHeads × headDim", kvHeads, headDim),
+                             ("vocab × hidden", vocab, hidden), ("intermediate × hidden", intermediate, hidden)]
+        where a.multipliedReportingOverflow(by: b).overflow {
+            throw fail("\(name) = \(a) × \(b) overflows")
+        }
         guard heads % kvHeads == 0 else { throw fail("heads \(heads) is not a multiple of kvHeads \(kvHeads)") }
         guard headDim % 2 == 0 else { throw fail("headDim \(headDim) is odd; RoPE rotates pairs of dimensions") }
         guard rmsEps > 0, rmsEps.isFinite else { throw fail("rmsEps is \(rmsEps), expected a small positive number") }

@@ -24,6 +24,17 @@ public enum LlamaTensorName {
 }
 
 extension LlamaConfig {
+    /// Number of tensors in `tensorShapes()`.
+    public var tensorCount: Int { 2 + LlamaTensorName.Layer.allCases.count * layers + (tiedEmbeddings ? 0 : 1) }
+
+    /// Refuses a config with more layers than a file has tensors, before its tensor list is built
+    /// (a corrupt `block_count` must not make us enumerate billions of names).
+    func checkTensorCount(_ available: Int, source: String) throws {
+        guard layers <= available else {
+            throw ModelFormatError(source: source, message: "the config has \(layers) layers but only \(available) tensors are present")
+        }
+    }
+
     /// Every tensor of the model with its row-major shape, in state_dict order. Linear weights are
     /// [out, in] as in `torch.nn.Linear`: y = x Wᵀ.
     public func tensorShapes() -> [(name: String, shape: [Int])] {
@@ -59,6 +70,7 @@ public struct ModelWeights {
     /// - Throws: `ModelFormatError` naming the first missing, unexpected or mis-shaped tensor.
     public init(config: LlamaConfig, tensors: [String: Tensor], source: String = "ModelWeights") throws {
         try config.validate(source: source)
+        try config.checkTensorCount(tensors.count, source: source)
         let expected = config.tensorShapes()
         for (name, shape) in expected {
             guard let tensor = tensors[name] else {
@@ -123,10 +135,11 @@ extension ModelWeights {
     public init(huggingFaceDirectory directory: URL) throws {
         let config = try LlamaConfig(huggingFaceConfigAt: directory.appendingPathComponent(Self.configFileName))
         let shardNames = try Self.safetensorsShards(in: directory)
+        let shards = try shardNames.map { try SafeTensorsFile(path: directory.appendingPathComponent($0).path) }
+        try config.checkTensorCount(shards.reduce(0) { $0 + $1.tensors.count }, source: directory.path)
         let expected = Dictionary(uniqueKeysWithValues: config.tensorShapes().map { ($0.name, $0.shape) })
         var tensors: [String: Tensor] = [:]
-        for shardName in shardNames {
-            let shard = try SafeTensorsFile(path: directory.appendingPathComponent(shardName).path)
+        for shard in shards {
             for info in shard.tensors {
                 // Some writers store the tied head a second time, and old checkpoints carry RoPE buffers.
                 if info.name == LlamaTensorName.lmHead && config.tiedEmbeddings { continue }

@@ -10,6 +10,7 @@ extension ModelWeights {
     /// and undoes llama.cpp's row permutation of the Q and K projections (see `LlamaCppLayout`).
     public init(gguf: GGUFFile) throws {
         let config = try LlamaConfig(gguf: gguf)
+        try config.checkTensorCount(gguf.tensors.count, source: gguf.path)
         let expected = Dictionary(uniqueKeysWithValues: config.tensorShapes().map { ($0.name, $0.shape) })
         // Resolve every name and shape before converting anything, so a bad file fails fast.
         var plans: [(info: GGUFTensorInfo, name: String, permutedHeads: Int?)] = []

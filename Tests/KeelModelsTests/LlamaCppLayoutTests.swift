@@ -2,23 +2,6 @@ import XCTest
 @testable import KeelModels
 
 final class LlamaCppLayoutTests: XCTestCase {
-    /// llama.cpp's `permute`, written out as its index arithmetic:
-    /// W.reshape(heads, 2, D/2, C).swapaxes(1, 2) gives out[h][i][s] = W[h][s][i].
-    private func llamaCppPermute(_ w: [Float], rows: Int, columns: Int, heads: Int) -> [Float] {
-        let d = rows / heads
-        var out = [Float](repeating: 0, count: w.count)
-        for h in 0..<heads {
-            for s in 0..<2 {
-                for i in 0..<(d / 2) {
-                    let source = h * d + s * (d / 2) + i   // index into (heads, 2, D/2)
-                    let target = h * d + i * 2 + s         // index into (heads, D/2, 2)
-                    for c in 0..<columns { out[target * columns + c] = w[source * columns + c] }
-                }
-            }
-        }
-        return out
-    }
-
     func testUnpermuteInvertsTheConverterPermutation() {
         for (heads, headDim, columns) in [(3, 8, 5), (1, 2, 1), (4, 6, 3)] {
             let rows = heads * headDim
