@@ -16,9 +16,11 @@ public struct GGUFWriter {
 
     public init() {}
 
-    /// `general.alignment` when set, else the default 32.
+    /// `general.alignment` when set to a power of two up to 2^16, else the default 32.
     public var alignment: Int {
-        metadata.last { $0.key == GGUFFile.alignmentKey }?.value.int ?? GGUFFile.defaultAlignment
+        guard let a = metadata.last(where: { $0.key == GGUFFile.alignmentKey })?.value.int,
+              a > 0, a <= 1 << 16, a & (a - 1) == 0 else { return GGUFFile.defaultAlignment }
+        return a
     }
 
     public mutating func set(_ key: String, _ value: GGUFValue) {
