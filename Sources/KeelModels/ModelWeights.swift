@@ -70,7 +70,6 @@ public struct ModelWeights {
     /// - Throws: `ModelFormatError` naming the first missing, unexpected or mis-shaped tensor.
     public init(config: LlamaConfig, tensors: [String: Tensor], source: String = "ModelWeights") throws {
         try config.validate(source: source)
-        try config.checkTensorCount(tensors.count, source: source)
         let expected = config.tensorShapes()
         for (name, shape) in expected {
             guard let tensor = tensors[name] else {
