@@ -122,6 +122,25 @@ public struct ModelWeights {
     }
 }
 
+// MARK: - Loading by path
+
+extension ModelWeights {
+    /// A Hugging Face model directory, or a `.gguf` file.
+    public init(path: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ModelFormatError(source: path, message: "no such file or directory")
+        }
+        if isDirectory.boolValue {
+            try self.init(huggingFaceDirectory: URL(fileURLWithPath: path))
+        } else if path.hasSuffix(".gguf") {
+            try self.init(ggufPath: path)
+        } else {
+            throw ModelFormatError(source: path, message: "expected a .gguf file or a Hugging Face model directory (config.json + *.safetensors)")
+        }
+    }
+}
+
 // MARK: - Hugging Face directories
 
 extension ModelWeights {

@@ -32,6 +32,7 @@ final class ModelWeightsHFTests: XCTestCase {
             let out = directory.appendingPathComponent(config.tiedEmbeddings ? "tied" : "untied")
             try weights.saveHuggingFace(to: out, extraFiles: ["tokenizer.json": Data("{}".utf8)])
             assertBitwiseEqual(try ModelWeights(huggingFaceDirectory: out), weights)
+            assertBitwiseEqual(try ModelWeights(path: out.path), weights)
 
             let file = try SafeTensorsFile(path: out.appendingPathComponent("model.safetensors").path)
             XCTAssertEqual(file.metadata["format"], "pt")
@@ -40,6 +41,9 @@ final class ModelWeightsHFTests: XCTestCase {
             XCTAssertEqual(try String(contentsOf: out.appendingPathComponent("tokenizer.json"), encoding: .utf8), "{}")
         }
         XCTAssertThrowsError(try randomWeights(.tiny, seed: 1).saveHuggingFace(to: directory, extraFiles: ["../x": Data()]))
+        XCTAssertThrowsError(try ModelWeights(path: directory.appendingPathComponent("tied/config.json").path)) {
+            XCTAssertTrue("\($0)".contains("expected a .gguf file or a Hugging Face model directory"))
+        }
     }
 
     func testShardedDirectoryWithIndexLoads() throws {
