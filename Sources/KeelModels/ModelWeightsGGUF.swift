@@ -34,10 +34,7 @@ extension ModelWeights {
                 do {
                     let tensor = Tensor.zeros(plan.info.shape)
                     if let heads = plan.permutedHeads {
-                        let ggufOrder = Tensor.zeros(plan.info.shape)
-                        try gguf.dequantize(plan.info, into: ggufOrder.pointer, concurrently: false)
-                        LlamaCppLayout.unpermuteRows(ggufOrder.pointer, into: tensor.pointer,
-                                                     rows: tensor.shape[0], columns: tensor.shape[1], heads: heads)
+                        try LlamaCppLayout.dequantizeUnpermuting(plan.info, of: gguf, heads: heads, into: tensor.pointer)
                     } else {
                         try gguf.dequantize(plan.info, into: tensor.pointer, concurrently: false)
                     }
@@ -114,13 +111,19 @@ public enum LlamaCppLayout {
         return head * rowsPerHead + half * (rowsPerHead / 2) + pair
     }
 
-    /// Copies the [rows, columns] matrix `source` (GGUF row order) to `destination` in HF row order.
-    public static func unpermuteRows(_ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>,
-                                     rows: Int, columns: Int, heads: Int) {
-        let rowsPerHead = rows / heads
+    /// Dequantises a [rows, columns] Q or K projection row by row, writing each GGUF row where HF
+    /// expects it (a row is a whole number of blocks, so rows convert independently).
+    public static func dequantizeUnpermuting(_ tensor: GGUFTensorInfo, of gguf: GGUFFile, heads: Int,
+                                             into destination: UnsafeMutablePointer<Float>) throws {
+        let shape = tensor.shape
+        guard shape.count == 2, heads > 0, shape[0] % (2 * heads) == 0, let source = gguf.data(of: tensor).baseAddress else {
+            throw GGUFError(path: gguf.path, offset: nil, message: "tensor '\(tensor.name)' of shape \(shape) cannot hold \(heads) heads of row pairs")
+        }
+        let (rows, columns) = (shape[0], shape[1])
+        let rowBytes = tensor.byteCount / rows
         for row in 0..<rows {
-            (destination + huggingFaceRow(ofGGUFRow: row, rowsPerHead: rowsPerHead) * columns)
-                .update(from: source + row * columns, count: columns)
+            try Dequantize.run(type: tensor.type, from: source + row * rowBytes, count: columns,
+                               to: destination + huggingFaceRow(ofGGUFRow: row, rowsPerHead: rows / heads) * columns)
         }
     }
 }

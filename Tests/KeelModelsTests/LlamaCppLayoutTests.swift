@@ -1,20 +1,25 @@
+import Foundation
 import XCTest
 @testable import KeelModels
 
 final class LlamaCppLayoutTests: XCTestCase {
-    func testUnpermuteInvertsTheConverterPermutation() {
+    /// The loader's row mapping undoes the converter's permutation (GGUF writing in the test).
+    func testUnpermutingLoadInvertsTheConverterPermutation() throws {
+        let directory = try ModelFixtures.temporaryDirectory("layout")
+        defer { try? FileManager.default.removeItem(at: directory) }
         for (heads, headDim, columns) in [(3, 8, 5), (1, 2, 1), (4, 6, 3)] {
             let rows = heads * headDim
             let hf = (0..<(rows * columns)).map { Float($0) }
             let gguf = llamaCppPermute(hf, rows: rows, columns: columns, heads: heads)
             if headDim > 2 { XCTAssertNotEqual(gguf, hf) }
-            var restored = [Float](repeating: -1, count: hf.count)
-            gguf.withUnsafeBufferPointer { src in
-                restored.withUnsafeMutableBufferPointer { dst in
-                    LlamaCppLayout.unpermuteRows(src.baseAddress!, into: dst.baseAddress!, rows: rows, columns: columns, heads: heads)
-                }
-            }
-            XCTAssertEqual(restored, hf, "heads \(heads), head dim \(headDim)")
+            var writer = GGUFWriter()
+            writer.addFloat32Tensor(name: "w", shape: [rows, columns], values: gguf)
+            let path = directory.appendingPathComponent("w\(heads)-\(headDim).gguf").path
+            try writer.write(to: path)
+            let file = try GGUFFile(path: path)
+            let restored = Tensor.zeros([rows, columns])
+            try LlamaCppLayout.dequantizeUnpermuting(try XCTUnwrap(file.tensor(named: "w")), of: file, heads: heads, into: restored.pointer)
+            XCTAssertEqual(restored.toArray(), hf, "heads \(heads), head dim \(headDim)")
         }
     }
 
