@@ -61,6 +61,8 @@ extension LlamaConfig {
 
 /// The Float32 parameters of a LLaMA model under their HF names, checked against a `LlamaConfig`:
 /// exactly the tensors of `config.tensorShapes()`, each with its shape, kept in that order.
+/// `Tensor` is a class, so copies of a `ModelWeights` share the parameter memory (an in-place optimizer
+/// step is seen by every copy); `replace` swaps a tensor in one copy only.
 public struct ModelWeights {
     public let config: LlamaConfig
     /// State-dict order (`config.tensorShapes()`).
