@@ -175,11 +175,17 @@ public final class GGUFFile: @unchecked Sendable {
         return try dequantize(info)
     }
 
-    /// Writes `tensor.elementCount` floats at `destination`.
-    public func dequantize(_ tensor: GGUFTensorInfo, into destination: UnsafeMutablePointer<Float>) throws {
+    /// Writes `tensor.elementCount` floats at `destination`; `concurrently` splits the work over cores
+    /// (callers that already run one tensor per core pass false).
+    public func dequantize(_ tensor: GGUFTensorInfo, into destination: UnsafeMutablePointer<Float>,
+                           concurrently: Bool = true) throws {
         guard tensor.elementCount > 0, let source = data(of: tensor).baseAddress else { return }
         do {
-            try Dequantize.parallel(type: tensor.type, from: source, count: tensor.elementCount, to: destination)
+            if concurrently {
+                try Dequantize.parallel(type: tensor.type, from: source, count: tensor.elementCount, to: destination)
+            } else {
+                try Dequantize.run(type: tensor.type, from: source, count: tensor.elementCount, to: destination)
+            }
         } catch let error as DequantizeError {
             throw GGUFError(path: path, offset: dataOffset + tensor.offset, message: "tensor '\(tensor.name)': \(error)")
         }
@@ -379,7 +385,7 @@ struct GGUFByteReader {
         let start = offset
         let raw = try u64(what())
         guard raw <= UInt64(remaining / minimumBytesEach) else {
-            throw error(at: start, "\(what()) is \(raw), but the \(remaining) remaining bytes hold at most \(remaining / minimumBytesEach)")
+            throw error(at: start, "\(what()) is \(raw), but the \(remaining) remaining bytes hold at most \(remaining / minimumBytesEach) (file truncated or corrupt)")
         }
         return Int(raw)
     }

@@ -13,12 +13,14 @@ final class MappedFile: @unchecked Sendable {
     /// Start of the mapping (nil only for an empty file, which `bytes` then presents as empty).
     private let base: UnsafeMutableRawPointer?
     let size: Int
+    private let isMapped: Bool
 
     /// The whole file.
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 
     init(path: String) throws {
         self.path = path
+        isMapped = true
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw MappedFileError.cannotOpen(path: path, reason: Self.errnoText()) }
         defer { close(fd) }
@@ -39,8 +41,24 @@ final class MappedFile: @unchecked Sendable {
         base = mapped
     }
 
+    /// A private copy of `bytes` presented as a file named `path` (lets tests parse thousands of
+    /// corrupted variants without touching the disk).
+    init(copying bytes: [UInt8], path: String) {
+        self.path = path
+        size = bytes.count
+        isMapped = false
+        guard size > 0 else {
+            base = nil
+            return
+        }
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+        bytes.withUnsafeBytes { copy.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        base = copy
+    }
+
     deinit {
-        if let base { munmap(base, size) }
+        guard let base else { return }
+        if isMapped { munmap(base, size) } else { base.deallocate() }
     }
 
     private static func errnoText() -> String { String(cString: strerror(errno)) }
