@@ -21,7 +21,10 @@ import COpenBLAS
 /// running body) or a call while another thread holds the pool runs the same chunks serially in order.
 public final class ThreadPool: @unchecked Sendable {
     /// The process-wide pool used by every kernel. Size: `KEEL_THREADS`, else the number of active cores.
-    public static let shared = ThreadPool(threadCount: ThreadPool.defaultThreadCount())
+    public static let shared: ThreadPool = {
+        _ = BLASThreads.configured
+        return ThreadPool(threadCount: ThreadPool.defaultThreadCount())
+    }()
 
     public let threadCount: Int
 
@@ -150,12 +153,52 @@ public final class ThreadPool: @unchecked Sendable {
     }
 }
 
-/// OpenBLAS's own thread count. Keel kernels split sgemm across `ThreadPool` and run OpenBLAS
-/// single-threaded: OpenBLAS's pthreads otherwise keep spinning after each call and steal the cores
-/// from the pool's workers (measured in `RuntimeBenchmark`).
+/// OpenBLAS configuration: its thread count and its choice of CPU kernels.
+///
+/// Keel kernels split sgemm across `ThreadPool` and run OpenBLAS single-threaded: OpenBLAS's pthreads
+/// otherwise keep spinning after each call and steal the cores from the pool's workers, and a split
+/// with fixed boundaries is deterministic (compare the columns of `keel bench runtime`).
 public enum BLASThreads {
     public static var count: Int {
         get { Int(openblas_get_num_threads()) }
         set { openblas_set_num_threads(Int32(max(1, newValue))) }
+    }
+
+    /// The OpenBLAS kernel family in use, e.g. "SkylakeX", "Haswell", "Prescott".
+    public static var coreName: String {
+        guard let name = openblas_get_corename() else { return "unknown" }
+        return String(cString: name)
+    }
+
+    /// Runs once, before the first Keel kernel (from `ThreadPool.shared`); call it early if you use
+    /// cblas directly. Sets OpenBLAS to one thread, and repairs its CPU detection: Debian's OpenBLAS
+    /// 0.3.21 (DYNAMIC_ARCH) does not know newer CPUs (e.g. Intel family 6 model 207) and falls back
+    /// to its SSE3 "Prescott" kernels, which run sgemm at half speed. If that happened, the user has not
+    /// forced a choice (OPENBLAS_CORETYPE), and the CPU has AVX-512 or AVX2+FMA, the dispatch table
+    /// is re-selected through OpenBLAS's exported `gotoblas_dynamic_quit/init` with
+    /// OPENBLAS_CORETYPE=SkylakeX or Haswell — the same path OpenBLAS takes at load time.
+    public static let configured: String = {
+        count = 1
+        #if os(Linux)
+        if coreName == "Prescott", ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil,
+           let flags = cpuFlags() {
+            let target = flags.contains("avx512f") ? "SkylakeX" : (flags.contains("avx2") && flags.contains("fma") ? "Haswell" : nil)
+            if let target, let library = dlopen(nil, RTLD_NOW),
+               let quit = dlsym(library, "gotoblas_dynamic_quit"), let initialize = dlsym(library, "gotoblas_dynamic_init") {
+                typealias Hook = @convention(c) () -> Void
+                setenv("OPENBLAS_CORETYPE", target, 1)
+                unsafeBitCast(quit, to: Hook.self)()
+                unsafeBitCast(initialize, to: Hook.self)()
+                unsetenv("OPENBLAS_CORETYPE")
+            }
+        }
+        #endif
+        return coreName
+    }()
+
+    private static func cpuFlags() -> Set<Substring>? {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+        return Set(line.split(separator: " "))
     }
 }
