@@ -41,9 +41,9 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMu
                           qh + rowStart * ldq, lda: ldq, kh, ldb: ldkv, beta: 0, scores, ldc: cols)
                     for r in 0..<rows {
                         let p = scores + r * cols, visible = rowStart + r + 1
-                        let rowMax = maximum(p, visible)
+                        let rowMax = maxOf(p, visible)
                         for j in 0..<visible { p[j] = fastExp(p[j] - rowMax) }
-                        let total = sum(p, visible)
+                        let total = sumOf(p, visible)
                         let inverse = 1 / total
                         for j in 0..<visible { p[j] *= inverse }
                         for j in visible..<cols { p[j] = 0 }
@@ -99,7 +99,7 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
                         sgemm(transA: false, transB: true, M: rows, N: cols, K: D, alpha: 1,
                               doBlock, lda: ldq, vh, ldb: ldkv, beta: 0, dprobs, ldc: cols)
                         for r in 0..<rows {
-                            rowDelta[r] = dot(doBlock + r * ldq, oh + (rowStart + r) * ldq, D)
+                            rowDelta[r] = dotOf(doBlock + r * ldq, oh + (rowStart + r) * ldq, D)
                         }
                         for r in 0..<rows {
                             let p = probs + r * cols, dp = dprobs + r * cols

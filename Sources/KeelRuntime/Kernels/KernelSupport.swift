@@ -1,7 +1,7 @@
 import COpenBLAS
 
 // Shared building blocks of the kernels: a single-threaded sgemm call, a fast vectorisable exp,
-// SIMD reductions with a fixed summation order, and 64-byte aligned scratch buffers.
+// a SIMD max, and 64-byte aligned scratch buffers (sums and dots: `sumOf`/`dotOf` in Ops/Broadcast.swift).
 
 /// One row-major `C = alpha · op(A) · op(B) + beta · C` on the calling thread's OpenBLAS.
 /// op(A) is [M,K], op(B) is [K,N], C is [M,N]; `lda/ldb/ldc` are row strides in floats.
@@ -39,43 +39,9 @@ public func fastExp(_ x: Float) -> Float {
 @inline(__always)
 public func fastSigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 
-/// Σ a[i]·b[i] with 16-wide partial sums combined in a fixed order (deterministic, vectorised).
+/// max p[0..<n] (n ≥ 1), vectorised like `sumOf` (Ops/Broadcast.swift).
 @inline(__always)
-func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Float {
-    var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
-    var i = 0
-    let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
-    while i + 16 <= count {
-        acc0.addProduct(ra.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self),
-                        rb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
-        acc1.addProduct(ra.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self),
-                        rb.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self))
-        i += 16
-    }
-    var total = (acc0 + acc1).sum()
-    while i < count { total += a[i] * b[i]; i += 1 }
-    return total
-}
-
-/// Σ a[i], vectorised like `dot`.
-@inline(__always)
-func sum(_ a: UnsafePointer<Float>, _ count: Int) -> Float {
-    var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
-    var i = 0
-    let ra = UnsafeRawPointer(a)
-    while i + 16 <= count {
-        acc0 += ra.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-        acc1 += ra.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
-        i += 16
-    }
-    var total = (acc0 + acc1).sum()
-    while i < count { total += a[i]; i += 1 }
-    return total
-}
-
-/// max a[i] (count ≥ 1).
-@inline(__always)
-func maximum(_ a: UnsafePointer<Float>, _ count: Int) -> Float {
+func maxOf(_ a: UnsafePointer<Float>, _ count: Int) -> Float {
     var acc = SIMD8<Float>(repeating: -.greatestFiniteMagnitude)
     var i = 0
     let ra = UnsafeRawPointer(a)

@@ -58,9 +58,9 @@ public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: Uns
                             let i = r0 + r, row = logits + r * width
                             let target = Int(rows.targets[i])
                             if target >= v0 && target < v0 + width { picked[i] = row[target - v0] }
-                            let newMax = max(runMax[i], maximum(row, width))
+                            let newMax = max(runMax[i], maxOf(row, width))
                             for j in 0..<width { row[j] = fastExp(row[j] - newMax) }
-                            runSum[i] = runSum[i] * fastExp(runMax[i] - newMax) + sum(row, width)
+                            runSum[i] = runSum[i] * fastExp(runMax[i] - newMax) + sumOf(row, width)
                             runMax[i] = newMax
                         }
                     }

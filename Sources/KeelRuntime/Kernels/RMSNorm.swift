@@ -10,7 +10,7 @@ public func rmsnormForward(_ out: UnsafeMutablePointer<Float>, _ rstd: UnsafeMut
     ThreadPool.shared.parallelFor(N, grain: 16) { rows in
         for n in rows {
             let x = inp + n * C, y = out + n * C
-            let r = 1 / (dot(x, x, C) / Float(C) + eps).squareRoot()
+            let r = 1 / (dotOf(x, x, C) / Float(C) + eps).squareRoot()
             rstd[n] = r
             for i in 0..<C { y[i] = (x[i] * r) * weight[i] }
         }
@@ -29,17 +29,17 @@ public func rmsnormBackward(_ dinp: UnsafeMutablePointer<Float>?, _ dweight: Uns
     let pool = ThreadPool.shared
     let grain = 16
     let chunks = pool.chunkCount(N, grain: grain)
-    withZeroedScratch(chunks * C) { partial in
+    // Per chunk: its weight-gradient partial sum [C], then a row of g = dout·weight [C].
+    withZeroedScratch(chunks * 2 * C) { partial in
         pool.parallelFor(N, grain: grain) { chunk, rows in
-            let dw = partial + chunk * C
+            let dw = partial + chunk * 2 * C, g = dw + C
             for n in rows {
                 let x = inp + n * C, dy = dout + n * C, r = rstd[n]
                 if let dinp {
-                    var gxhat: Float = 0
-                    for i in 0..<C { gxhat += dy[i] * weight[i] * x[i] }
-                    let meanGXhat = gxhat * r / Float(C)
+                    for i in 0..<C { g[i] = dy[i] * weight[i] }
+                    let meanGXhat = dotOf(g, x, C) * r / Float(C)
                     let dx = dinp + n * C
-                    for i in 0..<C { dx[i] += r * (dy[i] * weight[i] - x[i] * r * meanGXhat) }
+                    for i in 0..<C { dx[i] += r * (g[i] - x[i] * r * meanGXhat) }
                 }
                 if dweight != nil {
                     for i in 0..<C { dw[i] += dy[i] * (x[i] * r) }
@@ -48,7 +48,7 @@ public func rmsnormBackward(_ dinp: UnsafeMutablePointer<Float>?, _ dweight: Uns
         }
         if let dweight {
             for chunk in 0..<chunks {
-                for i in 0..<C { dweight[i] += partial[chunk * C + i] }
+                for i in 0..<C { dweight[i] += partial[chunk * 2 * C + i] }
             }
         }
     }
