@@ -42,7 +42,7 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMu
                     for r in 0..<rows {
                         let p = scores + r * cols, visible = rowStart + r + 1
                         let rowMax = maxOf(p, visible)
-                        for j in 0..<visible { p[j] = fastExp(p[j] - rowMax) }
+                        expShifted(p, visible, shift: rowMax)
                         let total = sumOf(p, visible)
                         let inverse = 1 / total
                         for j in 0..<visible { p[j] *= inverse }
@@ -104,10 +104,11 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
                         for r in 0..<rows {
                             let p = probs + r * cols, dp = dprobs + r * cols
                             let visible = rowStart + r + 1, rowLSE = lseh[rowStart + r], delta = rowDelta[r]
-                            for j in 0..<visible {
-                                let pj = fastExp(p[j] - rowLSE)
-                                p[j] = pj
-                                dp[j] = pj * (dp[j] - delta)
+                            expShifted(p, visible, shift: rowLSE)
+                            let deltas = SIMD8<Float>(repeating: delta)
+                            forEachVector(0, visible) { j, lanes in
+                                let pj = load8(p + j, lanes: lanes)
+                                store8(pj * (load8(dp + j, lanes: lanes) - deltas), dp + j, lanes: lanes)
                             }
                             for j in visible..<cols { p[j] = 0; dp[j] = 0 }
                         }

@@ -59,7 +59,7 @@ public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: Uns
                             let target = Int(rows.targets[i])
                             if target >= v0 && target < v0 + width { picked[i] = row[target - v0] }
                             let newMax = max(runMax[i], maxOf(row, width))
-                            for j in 0..<width { row[j] = fastExp(row[j] - newMax) }
+                            expShifted(row, width, shift: newMax)
                             runSum[i] = runSum[i] * fastExp(runMax[i] - newMax) + sumOf(row, width)
                             runMax[i] = newMax
                         }
@@ -119,7 +119,11 @@ public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: Unsa
                         for r in 0..<height {
                             let i = r0 + r, row = grad + r * width
                             let rowLSE = lsec[i], scale = -dlogpc[i]
-                            for j in 0..<width { row[j] = scale * fastExp(row[j] - rowLSE) }
+                            expShifted(row, width, shift: rowLSE)
+                            let scales = SIMD8<Float>(repeating: scale)
+                            forEachVector(0, width) { j, lanes in
+                                store8(scales * load8(row + j, lanes: lanes), row + j, lanes: lanes)
+                            }
                             let target = Int(rows.targets[i])
                             if target >= v0 && target < v0 + width { row[target - v0] += dlogpc[i] }
                         }
