@@ -34,6 +34,7 @@ public final class ThreadPool: @unchecked Sendable {
     private let generation = Atomic<Int>(0)
     private let unfinishedWorkers = Atomic<Int>(0)
     private let busy = Atomic<Bool>(false)
+    private let nextBlock = Atomic<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let wakeup = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -98,15 +99,48 @@ public final class ThreadPool: @unchecked Sendable {
     public func parallelFor(_ count: Int, grain: Int = 1, _ body: (_ chunk: Int, _ range: Range<Int>) -> Void) {
         let chunks = chunkCount(count, grain: grain)
         if chunks == 0 { return }
-        if chunks == 1 || !busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+        if chunks == 1 || !acquire() {
             for chunk in 0..<chunks { body(chunk, ThreadPool.chunkRange(chunk, of: chunks, count: count)) }
             return
         }
-        defer { busy.store(false, ordering: .releasing) }
-        withoutActuallyEscaping(body) { body in
-            let task: (Int) -> Void = { worker in
-                if worker < chunks { body(worker, ThreadPool.chunkRange(worker, of: chunks, count: count)) }
+        runOnAllWorkers { worker in
+            if worker < chunks { body(worker, ThreadPool.chunkRange(worker, of: chunks, count: count)) }
+        }
+    }
+
+    /// Runs `body(block, worker, range)` for each of `blocks` contiguous blocks of `0..<count`
+    /// (boundaries as in `chunkRange`), handing blocks to whichever worker is free next. Use it when
+    /// blocks write disjoint outputs, or partial results indexed by `block` (never by `worker`, which
+    /// varies run to run; use `worker` only for scratch). More blocks than threads keep all cores busy
+    /// when one of them is slowed down by another process.
+    public func parallelBlocks(_ count: Int, blocks: Int,
+                               _ body: (_ block: Int, _ worker: Int, _ range: Range<Int>) -> Void) {
+        let blocks = Swift.min(Swift.max(blocks, 1), count)
+        if blocks <= 0 { return }
+        if blocks == 1 || threadCount == 1 || !acquire() {
+            for block in 0..<blocks { body(block, 0, ThreadPool.chunkRange(block, of: blocks, count: count)) }
+            return
+        }
+        nextBlock.store(0, ordering: .relaxed)
+        runOnAllWorkers { worker in
+            while true {
+                let block = nextBlock.wrappingAdd(1, ordering: .relaxed).oldValue
+                if block >= blocks { break }
+                body(block, worker, ThreadPool.chunkRange(block, of: blocks, count: count))
             }
+        }
+    }
+
+    /// Claims the pool for one dispatch; false when it is already running one (nested or concurrent
+    /// call), in which case the caller runs its work inline.
+    private func acquire() -> Bool {
+        busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+    }
+
+    /// Runs `task(worker)` on every worker (the caller is worker 0) and waits; releases the pool.
+    private func runOnAllWorkers(_ task: (Int) -> Void) {
+        defer { busy.store(false, ordering: .releasing) }
+        withoutActuallyEscaping(task) { task in
             job = task
             unfinishedWorkers.store(threadCount - 1, ordering: .relaxed)
             pthread_mutex_lock(mutex)

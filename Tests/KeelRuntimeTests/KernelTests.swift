@@ -267,6 +267,39 @@ final class KernelTests: XCTestCase {
         KernelCheck.assertClose(out, expected, tolerance: 1e-5, "lmHeadLogits")
     }
 
+    // MARK: - Determinism
+
+    /// Kernels that split work across the pool (partial sums per block, dynamic block hand-out) give
+    /// bitwise-identical gradients run after run.
+    func testParallelKernelsAreBitwiseReproducible() {
+        let (N, C, V) = (300, 16, 5000)
+        var rng = Philox(seed: 9)
+        let h = KernelCheck.normal(N * C, &rng), W = KernelCheck.normal(V * C, &rng), dlogp = KernelCheck.normal(N, &rng)
+        let targets = (0..<N).map { Int32($0 % 7 == 0 ? -1 : ($0 * 37) % V) }
+        let (B, T, NH, NKV, D) = (2, 150, 6, 2, 16)
+        let q = KernelCheck.normal(B * T * NH * D, &rng), k = KernelCheck.normal(B * T * NKV * D, &rng)
+        let v = KernelCheck.normal(B * T * NKV * D, &rng), dout = KernelCheck.normal(B * T * NH * D, &rng)
+        func run() -> [[UInt32]] {
+            var logp = [Float](repeating: 0, count: N), lse = [Float](repeating: 0, count: N)
+            lmHeadLogProbForward(&logp, &lse, h, W, targets, N: N, C: C, V: V, tiling: LMHeadTiling(rowChunk: 64, vocabTile: 128))
+            var dh = [Float](repeating: 0, count: N * C), dW = [Float](repeating: 0, count: V * C)
+            lmHeadLogProbBackward(&dh, &dW, dlogp, h, W, targets, lse, N: N, C: C, V: V,
+                                  tiling: LMHeadTiling(rowChunk: 64, vocabTile: 128))
+            var out = [Float](repeating: 0, count: q.count), alse = [Float](repeating: 0, count: B * NH * T)
+            attentionForward(&out, &alse, q, k, v, B: B, T: T, NH: NH, NKV: NKV, D: D)
+            var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count)
+            var dv = [Float](repeating: 0, count: v.count)
+            attentionBackward(&dq, &dk, &dv, dout, q, k, v, out, alse, B: B, T: T, NH: NH, NKV: NKV, D: D)
+            var rstd = [Float](repeating: 0, count: N), normed = [Float](repeating: 0, count: N * C)
+            var dnorm = [Float](repeating: 0, count: N * C), dweight = [Float](repeating: 0, count: C)
+            rmsnormForward(&normed, &rstd, h, Array(W[0..<C]), N: N, C: C, eps: 1e-5)
+            rmsnormBackward(&dnorm, &dweight, dh, h, Array(W[0..<C]), rstd, N: N, C: C)
+            return [logp, dh, dW, out, dq, dk, dv, dnorm, dweight].map { $0.map(\.bitPattern) }
+        }
+        let first = run()
+        for _ in 0..<5 { XCTAssert(run() == first, "a parallel kernel changed its result between runs") }
+    }
+
     // MARK: - Math
 
     func testFastExpIsAccurateToAFewUlp() {

@@ -52,6 +52,51 @@ final class ThreadPoolTests: XCTestCase {
         for _ in 0..<50 { XCTAssertEqual(reduce().bitPattern, first.bitPattern) }
     }
 
+    func testBlocksCoverTheRangeOnceWithFixedBoundaries() {
+        let pool = ThreadPool(threadCount: 2)
+        for (count, blocks) in [(0, 4), (1, 4), (10, 3), (1000, 7), (5, 1)] {
+            let visits = UnsafeMutablePointer<Int>.allocate(capacity: max(count, 1))
+            visits.initialize(repeating: 0, count: max(count, 1))
+            defer { visits.deallocate() }
+            var ranges = Array(repeating: 0..<0, count: max(min(blocks, count), 1))
+            ranges.withUnsafeMutableBufferPointer { slots in
+                pool.parallelBlocks(count, blocks: blocks) { block, worker, range in
+                    precondition(worker >= 0 && worker < pool.threadCount)
+                    slots[block] = range
+                    for i in range { visits[i] += 1 }
+                }
+            }
+            XCTAssertEqual((0..<count).map { visits[$0] }, Array(repeating: 1, count: count), "count \(count)")
+            if count > 0 {
+                let n = min(blocks, count)
+                XCTAssertEqual(ranges, (0..<n).map { ThreadPool.chunkRange($0, of: n, count: count) })
+            }
+        }
+    }
+
+    /// Per-block partial sums merged in block order are bitwise reproducible although blocks go to
+    /// whichever worker is free.
+    func testBlockReductionIsBitwiseReproducible() {
+        let pool = ThreadPool(threadCount: 2)
+        var rng = Philox(seed: 4)
+        let values = (0..<50_001).map { _ in rng.nextNormal() * Float.random(in: 1...1e6, using: &rng) }
+        func reduce() -> Float {
+            var partial = [Float](repeating: 0, count: 9)
+            partial.withUnsafeMutableBufferPointer { slots in
+                values.withUnsafeBufferPointer { v in
+                    pool.parallelBlocks(v.count, blocks: 9) { block, _, range in
+                        var s: Float = 0
+                        for i in range { s += v[i] }
+                        slots[block] = s
+                    }
+                }
+            }
+            return partial.reduce(0, +)
+        }
+        let first = reduce()
+        for _ in 0..<50 { XCTAssertEqual(reduce().bitPattern, first.bitPattern) }
+    }
+
     func testNestedCallsRunTheSameChunksInline() {
         let pool = ThreadPool(threadCount: 2)
         let cells = UnsafeMutablePointer<Int>.allocate(capacity: 40)

@@ -25,10 +25,9 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMu
     let group = NH / NKV
     let ldq = NH * D, ldkv = NKV * D
     let pool = ThreadPool.shared
-    let chunks = pool.chunkCount(B * NH)
-    withScratch(chunks * attentionRowBlock * T) { scratch in
-        pool.parallelFor(B * NH) { chunk, units in
-            let scores = scratch + chunk * attentionRowBlock * T
+    withScratch(pool.threadCount * attentionRowBlock * T) { scratch in
+        pool.parallelBlocks(B * NH, blocks: B * NH) { _, worker, units in
+            let scores = scratch + worker * attentionRowBlock * T
             for unit in units {
                 let b = unit / NH, h = unit % NH, kvh = h / group
                 let qh = q + b * T * ldq + h * D, oh = out + b * T * ldq + h * D
@@ -76,11 +75,10 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
     let group = NH / NKV
     let ldq = NH * D, ldkv = NKV * D
     let pool = ThreadPool.shared
-    let chunks = pool.chunkCount(B * NKV)
-    let perChunk = 2 * attentionRowBlock * T + attentionRowBlock
-    withScratch(chunks * perChunk) { scratch in
-        pool.parallelFor(B * NKV) { chunk, units in
-            let probs = scratch + chunk * perChunk
+    let perWorker = 2 * attentionRowBlock * T + attentionRowBlock
+    withScratch(pool.threadCount * perWorker) { scratch in
+        pool.parallelBlocks(B * NKV, blocks: B * NKV) { _, worker, units in
+            let probs = scratch + worker * perWorker
             let dprobs = probs + attentionRowBlock * T
             let rowDelta = dprobs + attentionRowBlock * T
             for unit in units {

@@ -6,8 +6,9 @@ import Foundation
 // is cut into tiles of `LMHeadTiling.vocabTile` rows of W and the tokens into chunks of `rowChunk`; one
 // sgemm fills a rowChunk × vocabTile block of logits (512 KiB, cache resident) and an online
 // log-sum-exp (running max and rescaled sum, as in Milakov & Gimelshein 2018) folds it in.
-// Threads own contiguous vocabulary ranges: each reads its slice of W once, and their partial
-// (max, sum) pairs are merged in range order, so results are deterministic.
+// The vocabulary tiles are grouped into a fixed number of contiguous blocks (4 per thread, handed to
+// whichever thread is free); each block's partial (max, sum) and dh are merged in block order, so the
+// results are deterministic whatever the scheduling.
 // Rows whose target is `ignoreIndex` are compacted away first and cost nothing.
 
 /// Target value that marks a row to skip (prompt tokens, padding), as in PyTorch's `ignore_index`.
@@ -38,15 +39,16 @@ public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: Uns
     if M == 0 { return }
     let pool = ThreadPool.shared
     let tiles = (V + tiling.vocabTile - 1) / tiling.vocabTile
-    let chunks = pool.chunkCount(tiles)
-    // Per chunk: running max [M], running sum [M], target logit [M], one logits block.
-    let perChunk = 3 * M + tiling.rowChunk * tiling.vocabTile
+    let blocks = Swift.min(tiles, 4 * pool.threadCount)
+    let blockSize = tiling.rowChunk * tiling.vocabTile
     withScratch(M * C) { hc in
         rows.gather(hc, from: h, C: C)
-        withScratch(chunks * perChunk) { scratch in
-            pool.parallelFor(tiles) { chunk, tileRange in
-                let runMax = scratch + chunk * perChunk, runSum = runMax + M, picked = runSum + M
-                let logits = picked + M
+        // Per block: running max [M], running sum [M], target logit [M]. Per worker: a logits block.
+        withScratch(blocks * 3 * M + pool.threadCount * blockSize) { scratch in
+            let logitsScratch = scratch + blocks * 3 * M
+            pool.parallelBlocks(tiles, blocks: blocks) { block, worker, tileRange in
+                let runMax = scratch + block * 3 * M, runSum = runMax + M, picked = runSum + M
+                let logits = logitsScratch + worker * blockSize
                 for i in 0..<M { runMax[i] = -.greatestFiniteMagnitude; runSum[i] = 0; picked[i] = 0 }
                 for tile in tileRange {
                     let v0 = tile * tiling.vocabTile, width = min(tiling.vocabTile, V - v0)
@@ -66,13 +68,13 @@ public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: Uns
                     }
                 }
             }
-            // Merge the chunks' partial log-sum-exps in chunk order. Exactly one chunk saw each target.
+            // Merge the blocks' partial log-sum-exps in block order. Exactly one block saw each target.
             for i in 0..<M {
                 var rowMax = -Float.greatestFiniteMagnitude
-                for chunk in 0..<chunks { rowMax = max(rowMax, scratch[chunk * perChunk + i]) }
+                for block in 0..<blocks { rowMax = max(rowMax, scratch[block * 3 * M + i]) }
                 var total: Float = 0, targetLogit: Float = 0
-                for chunk in 0..<chunks {
-                    let base = scratch + chunk * perChunk
+                for block in 0..<blocks {
+                    let base = scratch + block * 3 * M
                     total += base[M + i] * fastExp(base[i] - rowMax)
                     targetLogit += base[2 * M + i]
                 }
@@ -99,16 +101,18 @@ public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: Unsa
     if M == 0 || (dh == nil && dW == nil) { return }
     let pool = ThreadPool.shared
     let tiles = (V + tiling.vocabTile - 1) / tiling.vocabTile
-    let chunks = pool.chunkCount(tiles)
+    let blocks = Swift.min(tiles, 4 * pool.threadCount)
     let partialSize = dh == nil ? 0 : M * C
-    let perChunk = partialSize + tiling.rowChunk * tiling.vocabTile
+    let blockSize = tiling.rowChunk * tiling.vocabTile
     withScratch(M * C + 2 * M) { compact in
         let hc = compact, dlogpc = compact + M * C, lsec = dlogpc + M
         rows.gather(hc, from: h, C: C)
         for i in 0..<M { dlogpc[i] = dlogp[rows.indices[i]]; lsec[i] = lse[rows.indices[i]] }
-        withScratch(chunks * perChunk) { scratch in
-            pool.parallelFor(tiles) { chunk, tileRange in
-                let dhPartial = scratch + chunk * perChunk, grad = dhPartial + partialSize
+        // Per block: its dh partial sum [M, C]. Per worker: a block of logit gradients.
+        withScratch(blocks * partialSize + pool.threadCount * blockSize) { scratch in
+            let gradScratch = scratch + blocks * partialSize
+            pool.parallelBlocks(tiles, blocks: blocks) { block, worker, tileRange in
+                let dhPartial = scratch + block * partialSize, grad = gradScratch + worker * blockSize
                 dhPartial.initialize(repeating: 0, count: partialSize)
                 for tile in tileRange {
                     let v0 = tile * tiling.vocabTile, width = min(tiling.vocabTile, V - v0)
@@ -139,8 +143,8 @@ public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: Unsa
                 }
             }
             if let dh {
-                for chunk in 0..<chunks {
-                    let partial = scratch + chunk * perChunk
+                for block in 0..<blocks {
+                    let partial = scratch + block * partialSize
                     for i in 0..<M {
                         let src = partial + i * C, dst = dh + rows.indices[i] * C
                         for c in 0..<C { dst[c] += src[c] }

@@ -6,22 +6,24 @@
 // result does not depend on timing, and OpenBLAS's spinning threads never compete with the pool's.
 
 /// `C = alpha · op(A) · op(B) + beta · C` with the rows of C split over `ThreadPool.shared`
-/// (split over columns when C has fewer rows than threads·`minRowsPerChunk`).
+/// (over columns when C has fewer rows than columns and too few for two 32-row blocks per thread).
 /// op(A) [M,K], op(B) [K,N], C [M,N], row-major with row strides lda/ldb/ldc.
 public func parallelSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float = 1,
                           _ A: UnsafePointer<Float>, lda: Int, _ B: UnsafePointer<Float>, ldb: Int,
                           beta: Float, _ C: UnsafeMutablePointer<Float>, ldc: Int) {
     let pool = ThreadPool.shared
-    let minRowsPerChunk = 32
-    if pool.chunkCount(M, grain: minRowsPerChunk) >= pool.threadCount || N < 2 * minRowsPerChunk {
-        pool.parallelFor(M, grain: minRowsPerChunk) { rows in
+    // Two blocks per thread balance the load when another process slows one core, at the price of
+    // packing op(B) once more per block; blocks keep ≥ 32 rows so OpenBLAS's micro-kernels stay efficient.
+    let minRows = 32, wanted = 2 * pool.threadCount
+    if M >= N || M / minRows >= wanted {
+        pool.parallelBlocks(M, blocks: Swift.min(wanted, M / minRows)) { _, _, rows in
             // Row i of op(A) starts at A + i·lda without transposition, at A + i with it.
             let aRows = transA ? A + rows.lowerBound : A + rows.lowerBound * lda
             sgemm(transA: transA, transB: transB, M: rows.count, N: N, K: K, alpha: alpha, aRows, lda: lda,
                   B, ldb: ldb, beta: beta, C + rows.lowerBound * ldc, ldc: ldc)
         }
     } else {
-        pool.parallelFor(N, grain: minRowsPerChunk) { cols in
+        pool.parallelBlocks(N, blocks: Swift.min(wanted, N / minRows)) { _, _, cols in
             let bCols = transB ? B + cols.lowerBound * ldb : B + cols.lowerBound
             sgemm(transA: transA, transB: transB, M: M, N: cols.count, K: K, alpha: alpha, A, lda: lda,
                   bCols, ldb: ldb, beta: beta, C + cols.lowerBound, ldc: ldc)
