@@ -1,0 +1,191 @@
+import Foundation
+
+// The language-model head fused with log-softmax and the target pick:
+//     logp[n] = (h[n] · Wᵀ)[target[n]] − logsumexp_v (h[n] · Wᵀ)[v]
+// The [N, V] logits (1024 × 49152 floats = 192 MiB for a 4×256 batch) are never stored: the vocabulary
+// is cut into tiles of `LMHeadTiling.vocabTile` rows of W and the tokens into chunks of `rowChunk`; one
+// sgemm fills a rowChunk × vocabTile block of logits (512 KiB, cache resident) and an online
+// log-sum-exp (running max and rescaled sum, as in Milakov & Gimelshein 2018) folds it in.
+// The vocabulary tiles are grouped into a fixed number of contiguous blocks (4 per thread, handed to
+// whichever thread is free); each block's partial (max, sum) and dh are merged in block order, so the
+// results are deterministic whatever the scheduling.
+// Rows whose target is `ignoreIndex` are compacted away first and cost nothing.
+
+/// Target value that marks a row to skip (prompt tokens, padding), as in PyTorch's `ignore_index`.
+public let ignoreIndex: Int32 = -1
+
+/// Block sizes of the fused LM head. A logits block is rowChunk × vocabTile floats.
+public struct LMHeadTiling: Sendable {
+    public var rowChunk: Int
+    public var vocabTile: Int
+    public init(rowChunk: Int = 512, vocabTile: Int = 256) {
+        self.rowChunk = rowChunk
+        self.vocabTile = vocabTile
+    }
+}
+
+/// logp [N] (0 for ignored rows), lse [N] (saved for backward; 0 for ignored rows)
+/// ← h [N,C], W [V,C], targets [N] in 0..<V or `ignoreIndex`
+public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>,
+                                 _ h: UnsafePointer<Float>, _ W: UnsafePointer<Float>,
+                                 _ targets: UnsafePointer<Int32>, N: Int, C: Int, V: Int,
+                                 tiling: LMHeadTiling = LMHeadTiling()) {
+    let token = Profiler.begin()
+    defer { Profiler.end("lmhead.forward", token) }
+    logp.initialize(repeating: 0, count: N)
+    lse.initialize(repeating: 0, count: N)
+    let rows = CompactedRows(targets, N: N, V: V)
+    let M = rows.count
+    if M == 0 { return }
+    let pool = ThreadPool.shared
+    let tiles = (V + tiling.vocabTile - 1) / tiling.vocabTile
+    let blocks = Swift.min(tiles, 4 * pool.threadCount)
+    let blockSize = tiling.rowChunk * tiling.vocabTile
+    withScratch(M * C) { hc in
+        rows.gather(hc, from: h, C: C)
+        // Per block: running max [M], running sum [M], target logit [M]. Per worker: a logits block.
+        withScratch(blocks * 3 * M + pool.threadCount * blockSize) { scratch in
+            let logitsScratch = scratch + blocks * 3 * M
+            pool.parallelBlocks(tiles, blocks: blocks) { block, worker, tileRange in
+                let runMax = scratch + block * 3 * M, runSum = runMax + M, picked = runSum + M
+                let logits = logitsScratch + worker * blockSize
+                for i in 0..<M { runMax[i] = -.greatestFiniteMagnitude; runSum[i] = 0; picked[i] = 0 }
+                for tile in tileRange {
+                    let v0 = tile * tiling.vocabTile, width = min(tiling.vocabTile, V - v0)
+                    for r0 in stride(from: 0, to: M, by: tiling.rowChunk) {
+                        let height = min(tiling.rowChunk, M - r0)
+                        sgemm(transA: false, transB: true, M: height, N: width, K: C, alpha: 1,
+                              hc + r0 * C, lda: C, W + v0 * C, ldb: C, beta: 0, logits, ldc: width)
+                        for r in 0..<height {
+                            let i = r0 + r, row = logits + r * width
+                            let target = Int(rows.targets[i])
+                            if target >= v0 && target < v0 + width { picked[i] = row[target - v0] }
+                            let newMax = max(runMax[i], maxOf(row, width))
+                            expShifted(row, width, shift: newMax)
+                            runSum[i] = runSum[i] * fastExp(runMax[i] - newMax) + sumOf(row, width)
+                            runMax[i] = newMax
+                        }
+                    }
+                }
+            }
+            // Merge the blocks' partial log-sum-exps in block order. Exactly one block saw each target.
+            for i in 0..<M {
+                var rowMax = -Float.greatestFiniteMagnitude
+                for block in 0..<blocks { rowMax = max(rowMax, scratch[block * 3 * M + i]) }
+                var total: Float = 0, targetLogit: Float = 0
+                for block in 0..<blocks {
+                    let base = scratch + block * 3 * M
+                    total += base[M + i] * fastExp(base[i] - rowMax)
+                    targetLogit += base[2 * M + i]
+                }
+                let rowLSE = rowMax + Foundation.log(total)
+                lse[rows.indices[i]] = rowLSE
+                logp[rows.indices[i]] = targetLogit - rowLSE
+            }
+        }
+    }
+}
+
+/// dh [N,C] += ∂L/∂h,  dW [V,C] += ∂L/∂W  (either may be nil)  ← dlogp [N] and the forward's h, W,
+/// targets, lse.  With p = softmax(h·Wᵀ):  ∂L/∂logits = dlogp · (onehot(target) − p), recomputed block
+/// by block; dh is summed per thread over its vocabulary range and the partial sums added in order.
+public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: UnsafeMutablePointer<Float>?,
+                                  _ dlogp: UnsafePointer<Float>, _ h: UnsafePointer<Float>,
+                                  _ W: UnsafePointer<Float>, _ targets: UnsafePointer<Int32>,
+                                  _ lse: UnsafePointer<Float>, N: Int, C: Int, V: Int,
+                                  tiling: LMHeadTiling = LMHeadTiling()) {
+    let token = Profiler.begin()
+    defer { Profiler.end("lmhead.backward", token) }
+    let rows = CompactedRows(targets, N: N, V: V)
+    let M = rows.count
+    if M == 0 || (dh == nil && dW == nil) { return }
+    let pool = ThreadPool.shared
+    let tiles = (V + tiling.vocabTile - 1) / tiling.vocabTile
+    let blocks = Swift.min(tiles, 4 * pool.threadCount)
+    let partialSize = dh == nil ? 0 : M * C
+    let blockSize = tiling.rowChunk * tiling.vocabTile
+    withScratch(M * C + 2 * M) { compact in
+        let hc = compact, dlogpc = compact + M * C, lsec = dlogpc + M
+        rows.gather(hc, from: h, C: C)
+        for i in 0..<M { dlogpc[i] = dlogp[rows.indices[i]]; lsec[i] = lse[rows.indices[i]] }
+        // Per block: its dh partial sum [M, C]. Per worker: a block of logit gradients.
+        withScratch(blocks * partialSize + pool.threadCount * blockSize) { scratch in
+            let gradScratch = scratch + blocks * partialSize
+            pool.parallelBlocks(tiles, blocks: blocks) { block, worker, tileRange in
+                let dhPartial = scratch + block * partialSize, grad = gradScratch + worker * blockSize
+                dhPartial.initialize(repeating: 0, count: partialSize)
+                for tile in tileRange {
+                    let v0 = tile * tiling.vocabTile, width = min(tiling.vocabTile, V - v0)
+                    for r0 in stride(from: 0, to: M, by: tiling.rowChunk) {
+                        let height = min(tiling.rowChunk, M - r0)
+                        sgemm(transA: false, transB: true, M: height, N: width, K: C, alpha: 1,
+                              hc + r0 * C, lda: C, W + v0 * C, ldb: C, beta: 0, grad, ldc: width)
+                        for r in 0..<height {
+                            let i = r0 + r, row = grad + r * width
+                            let rowLSE = lsec[i], scale = -dlogpc[i]
+                            expShifted(row, width, shift: rowLSE)
+                            let scales = SIMD8<Float>(repeating: scale)
+                            forEachVector(0, width) { j, lanes in
+                                store8(scales * load8(row + j, lanes: lanes), row + j, lanes: lanes)
+                            }
+                            let target = Int(rows.targets[i])
+                            if target >= v0 && target < v0 + width { row[target - v0] += dlogpc[i] }
+                        }
+                        if dh != nil {
+                            sgemm(transA: false, transB: false, M: height, N: C, K: width, alpha: 1,
+                                  grad, lda: width, W + v0 * C, ldb: C, beta: 1, dhPartial + r0 * C, ldc: C)
+                        }
+                        if let dW {
+                            sgemm(transA: true, transB: false, M: width, N: C, K: height, alpha: 1,
+                                  grad, lda: width, hc + r0 * C, ldb: C, beta: 1, dW + v0 * C, ldc: C)
+                        }
+                    }
+                }
+            }
+            if let dh {
+                for block in 0..<blocks {
+                    let partial = scratch + block * partialSize
+                    for i in 0..<M {
+                        let src = partial + i * C, dst = dh + rows.indices[i] * C
+                        for c in 0..<C { dst[c] += src[c] }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Full logits for chosen rows, e.g. each sequence's last real position during generation:
+/// out [R,V] = h[rows] · Wᵀ  with h [N,C], W [V,C], rows [R] indices into 0..<N.
+public func lmHeadLogits(_ out: UnsafeMutablePointer<Float>, _ h: UnsafePointer<Float>, rows: [Int],
+                         _ W: UnsafePointer<Float>, C: Int, V: Int) {
+    let token = Profiler.begin()
+    defer { Profiler.end("lmhead.logits", token) }
+    withScratch(rows.count * C) { gathered in
+        for (i, n) in rows.enumerated() { (gathered + i * C).update(from: h + n * C, count: C) }
+        parallelSgemm(transA: false, transB: true, M: rows.count, N: V, K: C, gathered, lda: C, W, ldb: C,
+                      beta: 0, out, ldc: V)
+    }
+}
+
+/// The rows of a batch that have a target, in order, with their targets.
+struct CompactedRows {
+    var indices: [Int] = []
+    var targets: [Int32] = []
+    var count: Int { indices.count }
+
+    init(_ allTargets: UnsafePointer<Int32>, N: Int, V: Int) {
+        for n in 0..<N where allTargets[n] != ignoreIndex {
+            let target = allTargets[n]
+            precondition(target >= 0 && Int(target) < V,
+                         "lmHead: target \(target) at row \(n) is neither \(ignoreIndex) nor in 0..<\(V)")
+            indices.append(n)
+            targets.append(target)
+        }
+    }
+
+    /// out [count, C] ← source rows `indices`.
+    func gather(_ out: UnsafeMutablePointer<Float>, from source: UnsafePointer<Float>, C: Int) {
+        for (i, n) in indices.enumerated() { (out + i * C).update(from: source + n * C, count: C) }
+    }
+}
