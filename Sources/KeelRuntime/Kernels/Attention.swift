@@ -1,0 +1,128 @@
+import Foundation
+
+// Causal self-attention with grouped-query heads (Ainslie et al. 2023, "GQA"): query head h reads
+// key/value head h / (NH/NKV). Computed flash-attention style (Dao et al. 2022): rows are processed in
+// blocks of `attentionRowBlock`; a block's scores against the keys it may see (columns 0..<blockEnd,
+// the causal prefix) live only in a per-thread scratch of rowBlock × T floats, and forward keeps just
+// the log-sum-exp of each row, from which backward recomputes the probabilities.
+// Every product is one sgemm reading q/k/v in place through row strides (NH·D, NKV·D), so the
+// [B,T,NH,D] layout that the projections produce needs no transposition.
+// Right padding needs no extra mask: with a causal mask real positions never see later (padded) ones.
+
+/// Rows of a head processed per sgemm. 64 keeps scores for T=2048 at 512 KiB per thread, and wastes
+/// at most 63·64/2 scores per block on the masked upper triangle of the diagonal block.
+let attentionRowBlock = 64
+
+/// out [B,T,NH,D], lse [B,NH,T] (log-sum-exp of each row's scaled scores, saved for backward)
+/// ← q [B,T,NH,D], k [B,T,NKV,D], v [B,T,NKV,D];  scores scaled by 1/sqrt(D).
+public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>,
+                             _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+                             B: Int, T: Int, NH: Int, NKV: Int, D: Int) {
+    precondition(NKV > 0 && NH % NKV == 0, "attention: \(NH) query heads are not a multiple of \(NKV) key/value heads")
+    let token = Profiler.begin()
+    defer { Profiler.end("attention.forward", token) }
+    let scale = 1 / Float(D).squareRoot()
+    let group = NH / NKV
+    let ldq = NH * D, ldkv = NKV * D
+    let pool = ThreadPool.shared
+    let chunks = pool.chunkCount(B * NH)
+    withScratch(chunks * attentionRowBlock * T) { scratch in
+        pool.parallelFor(B * NH) { chunk, units in
+            let scores = scratch + chunk * attentionRowBlock * T
+            for unit in units {
+                let b = unit / NH, h = unit % NH, kvh = h / group
+                let qh = q + b * T * ldq + h * D, oh = out + b * T * ldq + h * D
+                let kh = k + b * T * ldkv + kvh * D, vh = v + b * T * ldkv + kvh * D
+                let lseh = lse + (b * NH + h) * T
+                for rowStart in stride(from: 0, to: T, by: attentionRowBlock) {
+                    let rows = min(attentionRowBlock, T - rowStart), cols = rowStart + rows
+                    // scores [rows, cols] = scale · q[rowStart..<rowStart+rows] · k[0..<cols]ᵀ
+                    sgemm(transA: false, transB: true, M: rows, N: cols, K: D, alpha: scale,
+                          qh + rowStart * ldq, lda: ldq, kh, ldb: ldkv, beta: 0, scores, ldc: cols)
+                    for r in 0..<rows {
+                        let p = scores + r * cols, visible = rowStart + r + 1
+                        let rowMax = maximum(p, visible)
+                        for j in 0..<visible { p[j] = fastExp(p[j] - rowMax) }
+                        let total = sum(p, visible)
+                        let inverse = 1 / total
+                        for j in 0..<visible { p[j] *= inverse }
+                        for j in visible..<cols { p[j] = 0 }
+                        lseh[rowStart + r] = rowMax + Foundation.log(total)
+                    }
+                    // out[rows] = P [rows, cols] · v[0..<cols]
+                    sgemm(transA: false, transB: false, M: rows, N: D, K: cols, alpha: 1,
+                          scores, lda: cols, vh, ldb: ldkv, beta: 0, oh + rowStart * ldq, ldc: ldq)
+                }
+            }
+        }
+    }
+}
+
+/// dq [B,T,NH,D] += ∂L/∂q, dk, dv [B,T,NKV,D] += ∂L/∂k, ∂L/∂v
+/// ← dout [B,T,NH,D] and the forward's q, k, v, out, lse.
+///
+/// With P = softmax(S), S = scale·q·kᵀ:  dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ∘ (dP − rowsum(dO ∘ O)),
+/// dQ = scale·dS·K,  dK = scale·dSᵀ·Q. Work is split over (batch, key/value head) so that the query
+/// heads sharing a key/value head accumulate into dk/dv on one thread, in a fixed order.
+public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMutablePointer<Float>,
+                              _ dv: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>,
+                              _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+                              _ out: UnsafePointer<Float>, _ lse: UnsafePointer<Float>,
+                              B: Int, T: Int, NH: Int, NKV: Int, D: Int) {
+    precondition(NKV > 0 && NH % NKV == 0, "attention: \(NH) query heads are not a multiple of \(NKV) key/value heads")
+    let token = Profiler.begin()
+    defer { Profiler.end("attention.backward", token) }
+    let scale = 1 / Float(D).squareRoot()
+    let group = NH / NKV
+    let ldq = NH * D, ldkv = NKV * D
+    let pool = ThreadPool.shared
+    let chunks = pool.chunkCount(B * NKV)
+    let perChunk = 2 * attentionRowBlock * T + attentionRowBlock
+    withScratch(chunks * perChunk) { scratch in
+        pool.parallelFor(B * NKV) { chunk, units in
+            let probs = scratch + chunk * perChunk
+            let dprobs = probs + attentionRowBlock * T
+            let rowDelta = dprobs + attentionRowBlock * T
+            for unit in units {
+                let b = unit / NKV, kvh = unit % NKV
+                let kh = k + b * T * ldkv + kvh * D, vh = v + b * T * ldkv + kvh * D
+                let dkh = dk + b * T * ldkv + kvh * D, dvh = dv + b * T * ldkv + kvh * D
+                for h in kvh * group..<(kvh + 1) * group {
+                    let offset = b * T * ldq + h * D
+                    let qh = q + offset, oh = out + offset, doh = dout + offset, dqh = dq + offset
+                    let lseh = lse + (b * NH + h) * T
+                    for rowStart in stride(from: 0, to: T, by: attentionRowBlock) {
+                        let rows = min(attentionRowBlock, T - rowStart), cols = rowStart + rows
+                        let qBlock = qh + rowStart * ldq, doBlock = doh + rowStart * ldq
+                        sgemm(transA: false, transB: true, M: rows, N: cols, K: D, alpha: scale,
+                              qBlock, lda: ldq, kh, ldb: ldkv, beta: 0, probs, ldc: cols)
+                        sgemm(transA: false, transB: true, M: rows, N: cols, K: D, alpha: 1,
+                              doBlock, lda: ldq, vh, ldb: ldkv, beta: 0, dprobs, ldc: cols)
+                        for r in 0..<rows {
+                            rowDelta[r] = dot(doBlock + r * ldq, oh + (rowStart + r) * ldq, D)
+                        }
+                        for r in 0..<rows {
+                            let p = probs + r * cols, dp = dprobs + r * cols
+                            let visible = rowStart + r + 1, rowLSE = lseh[rowStart + r], delta = rowDelta[r]
+                            for j in 0..<visible {
+                                let pj = fastExp(p[j] - rowLSE)
+                                p[j] = pj
+                                dp[j] = pj * (dp[j] - delta)
+                            }
+                            for j in visible..<cols { p[j] = 0; dp[j] = 0 }
+                        }
+                        // dq[rows] += scale · dS · k[0..<cols]
+                        sgemm(transA: false, transB: false, M: rows, N: D, K: cols, alpha: scale,
+                              dprobs, lda: cols, kh, ldb: ldkv, beta: 1, dqh + rowStart * ldq, ldc: ldq)
+                        // dk[0..<cols] += scale · dSᵀ · q[rows]
+                        sgemm(transA: true, transB: false, M: cols, N: D, K: rows, alpha: scale,
+                              dprobs, lda: cols, qBlock, ldb: ldq, beta: 1, dkh, ldc: ldkv)
+                        // dv[0..<cols] += Pᵀ · dout[rows]
+                        sgemm(transA: true, transB: false, M: cols, N: D, K: rows, alpha: 1,
+                              probs, lda: cols, doBlock, ldb: ldq, beta: 1, dvh, ldc: ldkv)
+                    }
+                }
+            }
+        }
+    }
+}

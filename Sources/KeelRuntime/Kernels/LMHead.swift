@@ -1,0 +1,183 @@
+import Foundation
+
+// The language-model head fused with log-softmax and the target pick:
+//     logp[n] = (h[n] · Wᵀ)[target[n]] − logsumexp_v (h[n] · Wᵀ)[v]
+// The [N, V] logits (1024 × 49152 floats = 192 MiB for a 4×256 batch) are never stored: the vocabulary
+// is cut into tiles of `LMHeadTiling.vocabTile` rows of W and the tokens into chunks of `rowChunk`; one
+// sgemm fills a rowChunk × vocabTile block of logits (512 KiB, cache resident) and an online
+// log-sum-exp (running max and rescaled sum, as in Milakov & Gimelshein 2018) folds it in.
+// Threads own contiguous vocabulary ranges: each reads its slice of W once, and their partial
+// (max, sum) pairs are merged in range order, so results are deterministic.
+// Rows whose target is `ignoreIndex` are compacted away first and cost nothing.
+
+/// Target value that marks a row to skip (prompt tokens, padding), as in PyTorch's `ignore_index`.
+public let ignoreIndex: Int32 = -1
+
+/// Block sizes of the fused LM head. A logits block is rowChunk × vocabTile floats.
+public struct LMHeadTiling: Sendable {
+    public var rowChunk: Int
+    public var vocabTile: Int
+    public init(rowChunk: Int = 512, vocabTile: Int = 256) {
+        self.rowChunk = rowChunk
+        self.vocabTile = vocabTile
+    }
+}
+
+/// logp [N] (0 for ignored rows), lse [N] (saved for backward; 0 for ignored rows)
+/// ← h [N,C], W [V,C], targets [N] in 0..<V or `ignoreIndex`
+public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>,
+                                 _ h: UnsafePointer<Float>, _ W: UnsafePointer<Float>,
+                                 _ targets: UnsafePointer<Int32>, N: Int, C: Int, V: Int,
+                                 tiling: LMHeadTiling = LMHeadTiling()) {
+    let token = Profiler.begin()
+    defer { Profiler.end("lmhead.forward", token) }
+    logp.initialize(repeating: 0, count: N)
+    lse.initialize(repeating: 0, count: N)
+    let rows = CompactedRows(targets, N: N, V: V)
+    let M = rows.count
+    if M == 0 { return }
+    let pool = ThreadPool.shared
+    let tiles = (V + tiling.vocabTile - 1) / tiling.vocabTile
+    let chunks = pool.chunkCount(tiles)
+    // Per chunk: running max [M], running sum [M], target logit [M], one logits block.
+    let perChunk = 3 * M + tiling.rowChunk * tiling.vocabTile
+    withScratch(M * C) { hc in
+        rows.gather(hc, from: h, C: C)
+        withScratch(chunks * perChunk) { scratch in
+            pool.parallelFor(tiles) { chunk, tileRange in
+                let runMax = scratch + chunk * perChunk, runSum = runMax + M, picked = runSum + M
+                let logits = picked + M
+                for i in 0..<M { runMax[i] = -.greatestFiniteMagnitude; runSum[i] = 0; picked[i] = 0 }
+                for tile in tileRange {
+                    let v0 = tile * tiling.vocabTile, width = min(tiling.vocabTile, V - v0)
+                    for r0 in stride(from: 0, to: M, by: tiling.rowChunk) {
+                        let height = min(tiling.rowChunk, M - r0)
+                        sgemm(transA: false, transB: true, M: height, N: width, K: C, alpha: 1,
+                              hc + r0 * C, lda: C, W + v0 * C, ldb: C, beta: 0, logits, ldc: width)
+                        for r in 0..<height {
+                            let i = r0 + r, row = logits + r * width
+                            let target = Int(rows.targets[i])
+                            if target >= v0 && target < v0 + width { picked[i] = row[target - v0] }
+                            let newMax = max(runMax[i], maximum(row, width))
+                            for j in 0..<width { row[j] = fastExp(row[j] - newMax) }
+                            runSum[i] = runSum[i] * fastExp(runMax[i] - newMax) + sum(row, width)
+                            runMax[i] = newMax
+                        }
+                    }
+                }
+            }
+            // Merge the chunks' partial log-sum-exps in chunk order. Exactly one chunk saw each target.
+            for i in 0..<M {
+                var rowMax = -Float.greatestFiniteMagnitude
+                for chunk in 0..<chunks { rowMax = max(rowMax, scratch[chunk * perChunk + i]) }
+                var total: Float = 0, targetLogit: Float = 0
+                for chunk in 0..<chunks {
+                    let base = scratch + chunk * perChunk
+                    total += base[M + i] * fastExp(base[i] - rowMax)
+                    targetLogit += base[2 * M + i]
+                }
+                let rowLSE = rowMax + Foundation.log(total)
+                lse[rows.indices[i]] = rowLSE
+                logp[rows.indices[i]] = targetLogit - rowLSE
+            }
+        }
+    }
+}
+
+/// dh [N,C] += ∂L/∂h,  dW [V,C] += ∂L/∂W  (either may be nil)  ← dlogp [N] and the forward's h, W,
+/// targets, lse.  With p = softmax(h·Wᵀ):  ∂L/∂logits = dlogp · (onehot(target) − p), recomputed block
+/// by block; dh is summed per thread over its vocabulary range and the partial sums added in order.
+public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: UnsafeMutablePointer<Float>?,
+                                  _ dlogp: UnsafePointer<Float>, _ h: UnsafePointer<Float>,
+                                  _ W: UnsafePointer<Float>, _ targets: UnsafePointer<Int32>,
+                                  _ lse: UnsafePointer<Float>, N: Int, C: Int, V: Int,
+                                  tiling: LMHeadTiling = LMHeadTiling()) {
+    let token = Profiler.begin()
+    defer { Profiler.end("lmhead.backward", token) }
+    let rows = CompactedRows(targets, N: N, V: V)
+    let M = rows.count
+    if M == 0 || (dh == nil && dW == nil) { return }
+    let pool = ThreadPool.shared
+    let tiles = (V + tiling.vocabTile - 1) / tiling.vocabTile
+    let chunks = pool.chunkCount(tiles)
+    let partialSize = dh == nil ? 0 : M * C
+    let perChunk = partialSize + tiling.rowChunk * tiling.vocabTile
+    withScratch(M * C + 2 * M) { compact in
+        let hc = compact, dlogpc = compact + M * C, lsec = dlogpc + M
+        rows.gather(hc, from: h, C: C)
+        for i in 0..<M { dlogpc[i] = dlogp[rows.indices[i]]; lsec[i] = lse[rows.indices[i]] }
+        withScratch(chunks * perChunk) { scratch in
+            pool.parallelFor(tiles) { chunk, tileRange in
+                let dhPartial = scratch + chunk * perChunk, grad = dhPartial + partialSize
+                dhPartial.initialize(repeating: 0, count: partialSize)
+                for tile in tileRange {
+                    let v0 = tile * tiling.vocabTile, width = min(tiling.vocabTile, V - v0)
+                    for r0 in stride(from: 0, to: M, by: tiling.rowChunk) {
+                        let height = min(tiling.rowChunk, M - r0)
+                        sgemm(transA: false, transB: true, M: height, N: width, K: C, alpha: 1,
+                              hc + r0 * C, lda: C, W + v0 * C, ldb: C, beta: 0, grad, ldc: width)
+                        for r in 0..<height {
+                            let i = r0 + r, row = grad + r * width
+                            let rowLSE = lsec[i], scale = -dlogpc[i]
+                            for j in 0..<width { row[j] = scale * fastExp(row[j] - rowLSE) }
+                            let target = Int(rows.targets[i])
+                            if target >= v0 && target < v0 + width { row[target - v0] += dlogpc[i] }
+                        }
+                        if dh != nil {
+                            sgemm(transA: false, transB: false, M: height, N: C, K: width, alpha: 1,
+                                  grad, lda: width, W + v0 * C, ldb: C, beta: 1, dhPartial + r0 * C, ldc: C)
+                        }
+                        if let dW {
+                            sgemm(transA: true, transB: false, M: width, N: C, K: height, alpha: 1,
+                                  grad, lda: width, hc + r0 * C, ldb: C, beta: 1, dW + v0 * C, ldc: C)
+                        }
+                    }
+                }
+            }
+            if let dh {
+                for chunk in 0..<chunks {
+                    let partial = scratch + chunk * perChunk
+                    for i in 0..<M {
+                        let src = partial + i * C, dst = dh + rows.indices[i] * C
+                        for c in 0..<C { dst[c] += src[c] }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Full logits for chosen rows, e.g. each sequence's last real position during generation:
+/// out [R,V] = h[rows] · Wᵀ  with h [N,C], W [V,C], rows [R] indices into 0..<N.
+public func lmHeadLogits(_ out: UnsafeMutablePointer<Float>, _ h: UnsafePointer<Float>, rows: [Int],
+                         _ W: UnsafePointer<Float>, C: Int, V: Int) {
+    let token = Profiler.begin()
+    defer { Profiler.end("lmhead.logits", token) }
+    withScratch(rows.count * C) { gathered in
+        for (i, n) in rows.enumerated() { (gathered + i * C).update(from: h + n * C, count: C) }
+        parallelSgemm(transA: false, transB: true, M: rows.count, N: V, K: C, gathered, lda: C, W, ldb: C,
+                      beta: 0, out, ldc: V)
+    }
+}
+
+/// The rows of a batch that have a target, in order, with their targets.
+struct CompactedRows {
+    var indices: [Int] = []
+    var targets: [Int32] = []
+    var count: Int { indices.count }
+
+    init(_ allTargets: UnsafePointer<Int32>, N: Int, V: Int) {
+        for n in 0..<N where allTargets[n] != ignoreIndex {
+            let target = allTargets[n]
+            precondition(target >= 0 && Int(target) < V,
+                         "lmHead: target \(target) at row \(n) is neither \(ignoreIndex) nor in 0..<\(V)")
+            indices.append(n)
+            targets.append(target)
+        }
+    }
+
+    /// out [count, C] ← source rows `indices`.
+    func gather(_ out: UnsafeMutablePointer<Float>, from source: UnsafePointer<Float>, C: Int) {
+        for (i, n) in indices.enumerated() { (out + i * C).update(from: source + n * C, count: C) }
+    }
+}

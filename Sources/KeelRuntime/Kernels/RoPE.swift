@@ -1,0 +1,78 @@
+import Foundation
+
+/// Rotary position embedding tables (Su et al. 2021, "RoFormer") in the HF LLaMA "rotate_half"
+/// convention: dimension i is paired with i + D/2 (not with i+1), both rotated by pos · θ^(−2i/D).
+/// The angles are computed in Float exactly as HF does (inv_freq in fp32, pos·inv_freq in fp32) so
+/// that results match the PyTorch reference; only cos/sin of that Float angle are taken in Double.
+public struct RoPETable: Sendable {
+    public let headDim: Int
+    public let maxPositions: Int
+    /// [maxPositions, headDim/2]
+    public let cos: [Float]
+    public let sin: [Float]
+
+    public init(headDim: Int, maxPositions: Int, theta: Float) {
+        precondition(headDim % 2 == 0, "RoPETable: head dimension \(headDim) must be even")
+        self.headDim = headDim
+        self.maxPositions = maxPositions
+        let half = headDim / 2
+        let invFreq = (0..<half).map { 1 / Foundation.pow(theta, Float(2 * $0) / Float(headDim)) }
+        var cosTable = [Float](repeating: 0, count: maxPositions * half)
+        var sinTable = cosTable
+        for pos in 0..<maxPositions {
+            for i in 0..<half {
+                let angle = Double(Float(pos) * invFreq[i])
+                cosTable[pos * half + i] = Float(Foundation.cos(angle))
+                sinTable[pos * half + i] = Float(Foundation.sin(angle))
+            }
+        }
+        cos = cosTable
+        sin = sinTable
+    }
+}
+
+/// In place: x [B,T,NH,D] ← rotate(x, position = positionOffset + t).
+/// Forward rotates by +angle; backward (same function with `inverse: true`) rotates the gradient by
+/// −angle, because the rotation matrix is orthogonal (its transpose is its inverse).
+public func ropeForward(_ x: UnsafeMutablePointer<Float>, _ table: RoPETable,
+                        B: Int, T: Int, NH: Int, D: Int, positionOffset: Int = 0) {
+    let token = Profiler.begin()
+    defer { Profiler.end("rope.forward", token) }
+    ropeRotate(x, table, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset, inverse: false)
+}
+
+/// In place: dx [B,T,NH,D] ← ∂L/∂x given ∂L/∂(rope(x)).
+public func ropeBackward(_ dx: UnsafeMutablePointer<Float>, _ table: RoPETable,
+                         B: Int, T: Int, NH: Int, D: Int, positionOffset: Int = 0) {
+    let token = Profiler.begin()
+    defer { Profiler.end("rope.backward", token) }
+    ropeRotate(dx, table, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset, inverse: true)
+}
+
+private func ropeRotate(_ x: UnsafeMutablePointer<Float>, _ table: RoPETable,
+                        B: Int, T: Int, NH: Int, D: Int, positionOffset: Int, inverse: Bool) {
+    precondition(D == table.headDim, "rope: head dimension \(D) differs from the table's \(table.headDim)")
+    precondition(positionOffset + T <= table.maxPositions,
+                 "rope: position \(positionOffset + T - 1) is beyond the table's \(table.maxPositions) positions")
+    let half = D / 2
+    let sign: Float = inverse ? -1 : 1
+    table.cos.withUnsafeBufferPointer { cosBuffer in
+        table.sin.withUnsafeBufferPointer { sinBuffer in
+            let cosBase = cosBuffer.baseAddress!, sinBase = sinBuffer.baseAddress!
+            ThreadPool.shared.parallelFor(B * T, grain: 8) { rows in
+                for bt in rows {
+                    let pos = positionOffset + bt % T
+                    let c = cosBase + pos * half, s = sinBase + pos * half
+                    for h in 0..<NH {
+                        let v = x + (bt * NH + h) * D
+                        for i in 0..<half {
+                            let a = v[i], b = v[i + half], si = sign * s[i]
+                            v[i] = a * c[i] - b * si
+                            v[i + half] = b * c[i] + a * si
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+import XCTest
+@testable import KeelRuntime
+
+/// Each kernel against an independent, naive Double-precision reference (forward), and each backward
+/// against central finite differences of that Double reference for the scalar loss L = Σ R ∘ out with
+/// a random R (so dout = R). Float kernels vs Double: tolerances are stated per test.
+final class KernelTests: XCTestCase {
+    // MARK: - Matmul
+
+    func testMatmulForwardAndBackward() {
+        let (N, C, OC) = (70, 13, 37)   // 70 rows split over the pool; shapes not multiples of anything
+        var rng = Philox(seed: 1)
+        let inp = KernelCheck.normal(N * C, &rng), weight = KernelCheck.normal(OC * C, &rng)
+        let R = KernelCheck.normal(N * OC, &rng)
+        func reference(_ x: [Double], _ w: [Double]) -> [Double] {
+            var out = [Double](repeating: 0, count: N * OC)
+            for n in 0..<N { for o in 0..<OC { for c in 0..<C { out[n * OC + o] += x[n * C + c] * w[o * C + c] } } }
+            return out
+        }
+        var out = [Float](repeating: 0, count: N * OC)
+        matmulForward(&out, inp, weight, N: N, C: C, OC: OC)
+        KernelCheck.assertClose(out, reference(inp.doubles, weight.doubles), tolerance: 1e-5, "matmul out")
+
+        var dinp = [Float](repeating: 0, count: N * C), dweight = [Float](repeating: 0, count: OC * C)
+        matmulBackward(&dinp, &dweight, R, inp, weight, N: N, C: C, OC: OC)
+        KernelCheck.assertClose(dinp, KernelCheck.gradient(of: inp) { reference($0, weight.doubles).dot(R) },
+                                tolerance: 1e-4, "matmul dinp")
+        KernelCheck.assertClose(dweight, KernelCheck.gradient(of: weight) { reference(inp.doubles, $0).dot(R) },
+                                tolerance: 1e-4, "matmul dweight")
+    }
+
+    func testParallelSgemmSplitsColumnsWhenRowsAreFew() {
+        // M = 3 rows: the pool splits N instead; compare with the same product done row by row.
+        let (M, N, K) = (3, 200, 9)
+        var rng = Philox(seed: 2)
+        let A = KernelCheck.normal(M * K, &rng), B = KernelCheck.normal(K * N, &rng)
+        var C = [Float](repeating: 1, count: M * N)
+        parallelSgemm(transA: false, transB: false, M: M, N: N, K: K, alpha: 2, A, lda: K, B, ldb: N, beta: 1, &C, ldc: N)
+        var expected = [Double](repeating: 1, count: M * N)
+        for m in 0..<M { for n in 0..<N { for k in 0..<K { expected[m * N + n] += 2 * Double(A[m * K + k]) * Double(B[k * N + n]) } } }
+        KernelCheck.assertClose(C, expected, tolerance: 1e-5, "parallelSgemm")
+    }
+
+    // MARK: - RMSNorm
+
+    func testRMSNormForwardAndBackward() {
+        let (N, C, eps) = (19, 37, Float(1e-5))
+        var rng = Philox(seed: 3)
+        let inp = KernelCheck.normal(N * C, &rng), weight = KernelCheck.normal(C, &rng)
+        let R = KernelCheck.normal(N * C, &rng)
+        func reference(_ x: [Double], _ w: [Double]) -> [Double] {
+            var out = [Double](repeating: 0, count: N * C)
+            for n in 0..<N {
+                let ms = (0..<C).map { x[n * C + $0] * x[n * C + $0] }.reduce(0, +) / Double(C)
+                let r = 1 / (ms + Double(eps)).squareRoot()
+                for c in 0..<C { out[n * C + c] = x[n * C + c] * r * w[c] }
+            }
+            return out
+        }
+        var out = [Float](repeating: 0, count: N * C), rstd = [Float](repeating: 0, count: N)
+        rmsnormForward(&out, &rstd, inp, weight, N: N, C: C, eps: eps)
+        KernelCheck.assertClose(out, reference(inp.doubles, weight.doubles), tolerance: 1e-5, "rmsnorm out")
+
+        var dinp = [Float](repeating: 0, count: N * C), dweight = [Float](repeating: 0, count: C)
+        rmsnormBackward(&dinp, &dweight, R, inp, weight, rstd, N: N, C: C)
+        KernelCheck.assertClose(dinp, KernelCheck.gradient(of: inp) { reference($0, weight.doubles).dot(R) },
+                                tolerance: 1e-4, "rmsnorm dinp")
+        KernelCheck.assertClose(dweight, KernelCheck.gradient(of: weight) { reference(inp.doubles, $0).dot(R) },
+                                tolerance: 1e-4, "rmsnorm dweight")
+    }
+
+    // MARK: - RoPE
+
+    func testRoPEMatchesRotateHalfAndBackwardIsTheInverseRotation() {
+        let (B, T, NH, D, offset) = (2, 5, 3, 8, 3)
+        let theta: Float = 100_000
+        let table = RoPETable(headDim: D, maxPositions: 16, theta: theta)
+        var rng = Philox(seed: 4)
+        let x = KernelCheck.normal(B * T * NH * D, &rng), R = KernelCheck.normal(B * T * NH * D, &rng)
+        func reference(_ v: [Double]) -> [Double] {
+            var out = v
+            for b in 0..<B { for t in 0..<T { for h in 0..<NH {
+                let base = ((b * T + t) * NH + h) * D
+                for i in 0..<D / 2 {
+                    let angle = Double(offset + t) * Foundation.pow(Double(theta), -Double(2 * i) / Double(D))
+                    let (a, c) = (v[base + i], v[base + i + D / 2])
+                    out[base + i] = a * Foundation.cos(angle) - c * Foundation.sin(angle)
+                    out[base + i + D / 2] = c * Foundation.cos(angle) + a * Foundation.sin(angle)
+                }
+            } } }
+            return out
+        }
+        var y = x
+        ropeForward(&y, table, B: B, T: T, NH: NH, D: D, positionOffset: offset)
+        KernelCheck.assertClose(y, reference(x.doubles), tolerance: 2e-5, "rope out")
+
+        var dx = R
+        ropeBackward(&dx, table, B: B, T: T, NH: NH, D: D, positionOffset: offset)
+        KernelCheck.assertClose(dx, KernelCheck.gradient(of: x) { reference($0).dot(R) }, tolerance: 1e-4, "rope dx")
+    }
+
+    // MARK: - Attention
+
+    func testAttentionGQAForwardAndBackward() {
+        // NH=6, NKV=2 (groups of 3); T=70 crosses the 64-row block; T=1 is a single position.
+        for (B, T, D) in [(1, 70, 4), (1, 1, 8), (3, 5, 8)] {
+            checkAttention(B: B, T: T, NH: 6, NKV: 2, D: D, seed: UInt64(T))
+        }
+    }
+
+    func testAttentionMultiHeadWithoutGrouping() {
+        checkAttention(B: 1, T: 9, NH: 2, NKV: 2, D: 4, seed: 11)
+    }
+
+    private func checkAttention(B: Int, T: Int, NH: Int, NKV: Int, D: Int, seed: UInt64) {
+        var rng = Philox(seed: seed)
+        let q = KernelCheck.normal(B * T * NH * D, &rng), k = KernelCheck.normal(B * T * NKV * D, &rng)
+        let v = KernelCheck.normal(B * T * NKV * D, &rng), R = KernelCheck.normal(B * T * NH * D, &rng)
+        func reference(_ q: [Double], _ k: [Double], _ v: [Double]) -> [Double] {
+            var out = [Double](repeating: 0, count: B * T * NH * D)
+            for b in 0..<B {
+                for h in 0..<NH {
+                    let kvh = h / (NH / NKV)
+                    for t in 0..<T {
+                        let qRow: Int = ((b * T + t) * NH + h) * D
+                        var scores = [Double](repeating: 0, count: t + 1)
+                        for s in 0...t {
+                            let kRow: Int = ((b * T + s) * NKV + kvh) * D
+                            var score = 0.0
+                            for d in 0..<D { score += q[qRow + d] * k[kRow + d] }
+                            scores[s] = score / Double(D).squareRoot()
+                        }
+                        let top = scores.max()!
+                        let weights = scores.map { Foundation.exp($0 - top) }
+                        let total = weights.reduce(0, +)
+                        for s in 0...t {
+                            let vRow: Int = ((b * T + s) * NKV + kvh) * D
+                            for d in 0..<D { out[qRow + d] += weights[s] / total * v[vRow + d] }
+                        }
+                    }
+                }
+            }
+            return out
+        }
+        let label = "attention B=\(B) T=\(T) NH=\(NH) NKV=\(NKV)"
+        var out = [Float](repeating: 0, count: q.count), lse = [Float](repeating: 0, count: B * NH * T)
+        attentionForward(&out, &lse, q, k, v, B: B, T: T, NH: NH, NKV: NKV, D: D)
+        KernelCheck.assertClose(out, reference(q.doubles, k.doubles, v.doubles), tolerance: 2e-5, label)
+
+        var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count)
+        var dv = [Float](repeating: 0, count: v.count)
+        attentionBackward(&dq, &dk, &dv, R, q, k, v, out, lse, B: B, T: T, NH: NH, NKV: NKV, D: D)
+        KernelCheck.assertClose(dq, KernelCheck.gradient(of: q) { reference($0, k.doubles, v.doubles).dot(R) },
+                                tolerance: 2e-4, label + " dq")
+        KernelCheck.assertClose(dk, KernelCheck.gradient(of: k) { reference(q.doubles, $0, v.doubles).dot(R) },
+                                tolerance: 2e-4, label + " dk")
+        KernelCheck.assertClose(dv, KernelCheck.gradient(of: v) { reference(q.doubles, k.doubles, $0).dot(R) },
+                                tolerance: 2e-4, label + " dv")
+    }
+
+    // MARK: - SwiGLU
+
+    func testSwiGLUForwardAndBackward() {
+        let count = 5000   // crosses the pool's 4096-element grain
+        var rng = Philox(seed: 5)
+        let gate = KernelCheck.normal(count, &rng, scale: 4), up = KernelCheck.normal(count, &rng)
+        let R = KernelCheck.normal(count, &rng)
+        func reference(_ g: [Double], _ u: [Double]) -> [Double] {
+            zip(g, u).map { g, u in g / (1 + Foundation.exp(-g)) * u }
+        }
+        var out = [Float](repeating: 0, count: count)
+        swigluForward(&out, gate, up, count: count)
+        KernelCheck.assertClose(out, reference(gate.doubles, up.doubles), tolerance: 1e-5, "swiglu out")
+        var dgate = [Float](repeating: 0, count: count), dup = [Float](repeating: 0, count: count)
+        swigluBackward(&dgate, &dup, R, gate, up, count: count)
+        // The loss is a sum of independent per-element terms, so one perturbation per element suffices.
+        let h = 1e-6
+        let g = gate.doubles, u = up.doubles
+        let fdGate = (0..<count).map { i in
+            (reference([g[i] + h], [u[i]])[0] - reference([g[i] - h], [u[i]])[0]) / (2 * h) * Double(R[i])
+        }
+        let fdUp = (0..<count).map { i in
+            (reference([g[i]], [u[i] + h])[0] - reference([g[i]], [u[i] - h])[0]) / (2 * h) * Double(R[i])
+        }
+        KernelCheck.assertClose(dgate, fdGate, tolerance: 1e-4, "swiglu dgate")
+        KernelCheck.assertClose(dup, fdUp, tolerance: 1e-4, "swiglu dup")
+    }
+
+    // MARK: - Embedding
+
+    func testEmbeddingLookupAndScatterAddWithRepeatedTokens() {
+        let (N, C, V) = (9, 5, 3000)
+        var rng = Philox(seed: 6)
+        let table = KernelCheck.normal(V * C, &rng), R = KernelCheck.normal(N * C, &rng)
+        let tokens: [Int32] = [7, 2999, 7, 0, 1500, 7, 1500, 3, 0]
+        var out = [Float](repeating: 0, count: N * C)
+        embeddingForward(&out, tokens, table, N: N, C: C, V: V)
+        for n in 0..<N { XCTAssertEqual(Array(out[n * C..<(n + 1) * C]), Array(table[Int(tokens[n]) * C..<(Int(tokens[n]) + 1) * C])) }
+
+        var dtable = [Float](repeating: 0, count: V * C)
+        embeddingBackward(&dtable, tokens, R, N: N, C: C, V: V)
+        var expected = [Double](repeating: 0, count: V * C)
+        for n in 0..<N { for c in 0..<C { expected[Int(tokens[n]) * C + c] += Double(R[n * C + c]) } }
+        KernelCheck.assertClose(dtable, expected, tolerance: 1e-6, "embedding dtable")
+    }
+
+    // MARK: - LM head
+
+    func testLMHeadLogProbForwardAndBackward() {
+        let (N, C, V) = (11, 8, 37)
+        var rng = Philox(seed: 7)
+        let h = KernelCheck.normal(N * C, &rng), W = KernelCheck.normal(V * C, &rng, scale: 2)
+        let targets: [Int32] = [3, -1, 36, 0, -1, 5, 5, 20, -1, 1, 30]
+        let R = KernelCheck.normal(N, &rng)
+        func reference(_ h: [Double], _ W: [Double]) -> [Double] {
+            (0..<N).map { n in
+                guard targets[n] != ignoreIndex else { return 0 }
+                let logits = (0..<V).map { v in (0..<C).map { h[n * C + $0] * W[v * C + $0] }.reduce(0, +) }
+                let top = logits.max()!
+                let lse = top + Foundation.log(logits.map { Foundation.exp($0 - top) }.reduce(0, +))
+                return logits[Int(targets[n])] - lse
+            }
+        }
+        let expected = reference(h.doubles, W.doubles)
+        let dhExpected = KernelCheck.gradient(of: h) { reference($0, W.doubles).dot(R) }
+        let dWExpected = KernelCheck.gradient(of: W) { reference(h.doubles, $0).dot(R) }
+        // Tiny tiles exercise partial row chunks, partial vocabulary tiles and the cross-thread merge.
+        for tiling in [LMHeadTiling(), LMHeadTiling(rowChunk: 3, vocabTile: 5), LMHeadTiling(rowChunk: 1, vocabTile: 37)] {
+            let label = "lmhead rowChunk=\(tiling.rowChunk) vocabTile=\(tiling.vocabTile)"
+            var logp = [Float](repeating: .nan, count: N), lse = [Float](repeating: 0, count: N)
+            lmHeadLogProbForward(&logp, &lse, h, W, targets, N: N, C: C, V: V, tiling: tiling)
+            KernelCheck.assertClose(logp, expected, tolerance: 1e-5, label + " logp")
+            var dh = [Float](repeating: 0, count: N * C), dW = [Float](repeating: 0, count: V * C)
+            lmHeadLogProbBackward(&dh, &dW, R, h, W, targets, lse, N: N, C: C, V: V, tiling: tiling)
+            KernelCheck.assertClose(dh, dhExpected, tolerance: 1e-4, label + " dh")
+            KernelCheck.assertClose(dW, dWExpected, tolerance: 1e-4, label + " dW")
+        }
+    }
+
+    func testLMHeadWithEveryRowIgnoredCostsNothingAndReturnsZeros() {
+        let (N, C, V) = (4, 3, 10)
+        let h = [Float](repeating: 1, count: N * C), W = [Float](repeating: 1, count: V * C)
+        let targets = [Int32](repeating: ignoreIndex, count: N)
+        var logp = [Float](repeating: .nan, count: N), lse = [Float](repeating: .nan, count: N)
+        lmHeadLogProbForward(&logp, &lse, h, W, targets, N: N, C: C, V: V)
+        XCTAssertEqual(logp, [0, 0, 0, 0])
+        var dh = [Float](repeating: 0, count: N * C), dW = [Float](repeating: 0, count: V * C)
+        lmHeadLogProbBackward(&dh, &dW, [1, 1, 1, 1], h, W, targets, lse, N: N, C: C, V: V)
+        XCTAssertEqual(dh, [Float](repeating: 0, count: N * C))
+        XCTAssertEqual(dW, [Float](repeating: 0, count: V * C))
+    }
+
+    func testLMHeadLogitsForChosenRows() {
+        let (N, C, V) = (5, 4, 70)
+        var rng = Philox(seed: 8)
+        let h = KernelCheck.normal(N * C, &rng), W = KernelCheck.normal(V * C, &rng)
+        var out = [Float](repeating: 0, count: 2 * V)
+        lmHeadLogits(&out, h, rows: [4, 1], W, C: C, V: V)
+        var expected = [Double]()
+        for n in [4, 1] {
+            for v in 0..<V {
+                var logit = 0.0
+                for c in 0..<C { logit += Double(h[n * C + c]) * Double(W[v * C + c]) }
+                expected.append(logit)
+            }
+        }
+        KernelCheck.assertClose(out, expected, tolerance: 1e-5, "lmHeadLogits")
+    }
+
+    // MARK: - Math
+
+    func testFastExpIsAccurateToAFewUlp() {
+        var worst: Double = 0
+        for i in 0...200_000 {
+            let x = Float(-87 + 175 * Double(i) / 200_000)
+            let exact = Foundation.exp(Double(x))
+            worst = max(worst, abs(Double(fastExp(x)) - exact) / exact)
+        }
+        XCTAssertLessThan(worst, 3e-7)
+        XCTAssertEqual(fastExp(0), 1)
+    }
+}
+
+/// Helpers of the kernel tests: random inputs, Double finite differences, closeness checks.
+enum KernelCheck {
+    static func normal(_ count: Int, _ rng: inout Philox, scale: Float = 1) -> [Float] {
+        (0..<count).map { _ in rng.nextNormal() * scale }
+    }
+
+    /// ∂f/∂x at x (converted to Double) by central differences with step 1e-6.
+    static func gradient(of x: [Float], _ f: ([Double]) -> Double) -> [Double] {
+        var point = x.doubles
+        let h = 1e-6
+        return (0..<point.count).map { i in
+            let saved = point[i]
+            point[i] = saved + h
+            let up = f(point)
+            point[i] = saved - h
+            let down = f(point)
+            point[i] = saved
+            return (up - down) / (2 * h)
+        }
+    }
+
+    /// |actual − expected| ≤ tolerance · max(1, max|expected|) elementwise (scale-aware absolute error).
+    static func assertClose(_ actual: [Float], _ expected: [Double], tolerance: Double, _ label: String,
+                            file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(actual.count, expected.count, label, file: file, line: line)
+        let scale = max(1, expected.map(abs).max() ?? 0)
+        var worst = 0.0, worstIndex = 0
+        for (i, (a, e)) in zip(actual, expected).enumerated() where !(abs(Double(a) - e) <= worst) {
+            worst = abs(Double(a) - e)
+            worstIndex = i
+        }
+        XCTAssertLessThanOrEqual(worst, tolerance * scale,
+                                 "\(label): worst error \(worst) at \(worstIndex) (scale \(scale))", file: file, line: line)
+    }
+}
+
+extension Array where Element == Float {
+    var doubles: [Double] { map(Double.init) }
+}
+
+extension Array where Element == Double {
+    func dot(_ other: [Float]) -> Double { zip(self, other).map { $0 * Double($1) }.reduce(0, +) }
+}
