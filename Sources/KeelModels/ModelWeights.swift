@@ -1,0 +1,191 @@
+import Foundation
+
+/// Hugging Face tensor names of a LLaMA model (`LlamaForCausalLM.state_dict()` keys).
+public enum LlamaTensorName {
+    public static let embedTokens = "model.embed_tokens.weight"
+    public static let finalNorm = "model.norm.weight"
+    /// Present only when the head is not tied to the embedding.
+    public static let lmHead = "lm_head.weight"
+
+    /// Per-layer tensors; the full name is `model.layers.{i}.<rawValue>`.
+    public enum Layer: String, CaseIterable, Sendable {
+        case inputNorm = "input_layernorm.weight"
+        case qProj = "self_attn.q_proj.weight"
+        case kProj = "self_attn.k_proj.weight"
+        case vProj = "self_attn.v_proj.weight"
+        case oProj = "self_attn.o_proj.weight"
+        case postAttentionNorm = "post_attention_layernorm.weight"
+        case gateProj = "mlp.gate_proj.weight"
+        case upProj = "mlp.up_proj.weight"
+        case downProj = "mlp.down_proj.weight"
+    }
+
+    public static func layer(_ index: Int, _ tensor: Layer) -> String { "model.layers.\(index).\(tensor.rawValue)" }
+}
+
+extension LlamaConfig {
+    /// Every tensor of the model with its row-major shape, in state_dict order. Linear weights are
+    /// [out, in] as in `torch.nn.Linear`: y = x Wᵀ.
+    public func tensorShapes() -> [(name: String, shape: [Int])] {
+        var shapes: [(name: String, shape: [Int])] = [(LlamaTensorName.embedTokens, [vocab, hidden])]
+        for i in 0..<layers {
+            for tensor in LlamaTensorName.Layer.allCases {
+                let shape: [Int]
+                switch tensor {
+                case .inputNorm, .postAttentionNorm: shape = [hidden]
+                case .qProj: shape = [queryDim, hidden]
+                case .kProj, .vProj: shape = [keyValueDim, hidden]
+                case .oProj: shape = [hidden, queryDim]
+                case .gateProj, .upProj: shape = [intermediate, hidden]
+                case .downProj: shape = [hidden, intermediate]
+                }
+                shapes.append((LlamaTensorName.layer(i, tensor), shape))
+            }
+        }
+        shapes.append((LlamaTensorName.finalNorm, [hidden]))
+        if !tiedEmbeddings { shapes.append((LlamaTensorName.lmHead, [vocab, hidden])) }
+        return shapes
+    }
+}
+
+/// The Float32 parameters of a LLaMA model under their HF names, checked against a `LlamaConfig`:
+/// exactly the tensors of `config.tensorShapes()`, each with its shape, kept in that order.
+public struct ModelWeights {
+    public let config: LlamaConfig
+    /// State-dict order (`config.tensorShapes()`).
+    public let names: [String]
+    private var tensorsByName: [String: Tensor]
+
+    /// - Throws: `ModelFormatError` naming the first missing, unexpected or mis-shaped tensor.
+    public init(config: LlamaConfig, tensors: [String: Tensor], source: String = "ModelWeights") throws {
+        try config.validate(source: source)
+        let expected = config.tensorShapes()
+        for (name, shape) in expected {
+            guard let tensor = tensors[name] else {
+                throw ModelFormatError(source: source, message: "missing tensor '\(name)' (expected shape \(shape))")
+            }
+            guard tensor.shape == shape else {
+                throw ModelFormatError(source: source, message: "tensor '\(name)' has shape \(tensor.shape), expected \(shape)")
+            }
+        }
+        if tensors.count != expected.count {
+            let known = Set(expected.map(\.name))
+            let extra = tensors.keys.filter { !known.contains($0) }.sorted()
+            throw ModelFormatError(source: source, message: "unexpected tensors for this config: \(extra.prefix(5).joined(separator: ", "))")
+        }
+        self.config = config
+        self.names = expected.map(\.name)
+        self.tensorsByName = tensors
+    }
+
+    public subscript(name: String) -> Tensor? { tensorsByName[name] }
+
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let tensor = tensorsByName[name] else {
+            throw ModelFormatError(source: "ModelWeights", message: "no tensor named '\(name)'")
+        }
+        return tensor
+    }
+
+    public func layer(_ index: Int, _ tensor: LlamaTensorName.Layer) throws -> Tensor {
+        try self.tensor(LlamaTensorName.layer(index, tensor))
+    }
+
+    /// The output projection [vocab, hidden]: `lm_head.weight`, or the embedding when tied.
+    public var lmHead: Tensor? { tensorsByName[config.tiedEmbeddings ? LlamaTensorName.embedTokens : LlamaTensorName.lmHead] }
+
+    /// (name, tensor) in state-dict order.
+    public var namedTensors: [(name: String, tensor: Tensor)] { names.compactMap { n in tensorsByName[n].map { (n, $0) } } }
+
+    public var parameterCount: Int { tensorsByName.values.reduce(0) { $0 + $1.count } }
+
+    /// Swaps in a new tensor of the same shape (e.g. after an out-of-place update).
+    public mutating func replace(_ name: String, with tensor: Tensor) throws {
+        guard let old = tensorsByName[name] else {
+            throw ModelFormatError(source: "ModelWeights", message: "no tensor named '\(name)'")
+        }
+        guard old.shape == tensor.shape else {
+            throw ModelFormatError(source: "ModelWeights", message: "replacing '\(name)': shape \(tensor.shape), expected \(old.shape)")
+        }
+        tensorsByName[name] = tensor
+    }
+}
+
+// MARK: - Hugging Face directories
+
+extension ModelWeights {
+    public static let configFileName = "config.json"
+    public static let safetensorsFileName = "model.safetensors"
+    public static let safetensorsIndexFileName = "model.safetensors.index.json"
+
+    /// Loads `config.json` plus `model.safetensors`, or the shards listed in `model.safetensors.index.json`
+    /// (dtypes F32, F16, BF16, F64, converted to Float32).
+    public init(huggingFaceDirectory directory: URL) throws {
+        let config = try LlamaConfig(huggingFaceConfigAt: directory.appendingPathComponent(Self.configFileName))
+        let shardNames = try Self.safetensorsShards(in: directory)
+        let expected = Dictionary(uniqueKeysWithValues: config.tensorShapes().map { ($0.name, $0.shape) })
+        var tensors: [String: Tensor] = [:]
+        for shardName in shardNames {
+            let shard = try SafeTensorsFile(path: directory.appendingPathComponent(shardName).path)
+            for info in shard.tensors {
+                // Some writers store the tied head a second time, and old checkpoints carry RoPE buffers.
+                if info.name == LlamaTensorName.lmHead && config.tiedEmbeddings { continue }
+                if info.name.hasSuffix(".rotary_emb.inv_freq") { continue }
+                guard let shape = expected[info.name] else {
+                    throw ModelFormatError(source: shard.path, message: "unexpected tensor '\(info.name)' for a LLaMA model with this config")
+                }
+                guard info.shape == shape else {
+                    throw ModelFormatError(source: shard.path, message: "tensor '\(info.name)' has shape \(info.shape), expected \(shape)")
+                }
+                guard tensors[info.name] == nil else {
+                    throw ModelFormatError(source: shard.path, message: "tensor '\(info.name)' appears in two shards")
+                }
+                let tensor = Tensor.zeros(shape)
+                try shard.load(info, into: tensor.pointer)
+                tensors[info.name] = tensor
+            }
+        }
+        try self.init(config: config, tensors: tensors, source: directory.path)
+    }
+
+    /// File names of the safetensors holding the weights, from the index when there is one.
+    static func safetensorsShards(in directory: URL) throws -> [String] {
+        let indexURL = directory.appendingPathComponent(safetensorsIndexFileName)
+        guard FileManager.default.fileExists(atPath: indexURL.path) else { return [safetensorsFileName] }
+        guard let data = try? Data(contentsOf: indexURL),
+              let index = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              let weightMap = index["weight_map"] as? [String: String] else {
+            throw ModelFormatError(source: indexURL.path, message: "expected a JSON object with a 'weight_map' of tensor name → file name")
+        }
+        let files = Set(weightMap.values).sorted()
+        for file in files where file.contains("/") || file.hasPrefix(".") {
+            throw ModelFormatError(source: indexURL.path, message: "shard name '\(file)' is not a plain file name")
+        }
+        return files
+    }
+
+    /// Writes a directory that `transformers.AutoModelForCausalLM.from_pretrained` loads: `config.json`
+    /// (LlamaForCausalLM, float32) and `model.safetensors` with HF names (no `lm_head.weight` when tied,
+    /// the way transformers itself saves tied models). `extraFiles` (file name → contents) carries what
+    /// other components own, e.g. the tokenizer files.
+    public func saveHuggingFace(to directory: URL, extraFiles: [String: Data] = [:]) throws {
+        for name in extraFiles.keys where name.contains("/") || name.hasPrefix(".") || name.isEmpty
+            || name == Self.configFileName || name == Self.safetensorsFileName {
+            throw ModelFormatError(source: directory.path, message: "extra file name '\(name)' is not a plain file name or clashes with the weights")
+        }
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try config.huggingFaceJSON().write(to: directory.appendingPathComponent(Self.configFileName), options: .atomic)
+            for (name, contents) in extraFiles {
+                try contents.write(to: directory.appendingPathComponent(name), options: .atomic)
+            }
+        } catch let error as ModelFormatError {
+            throw error
+        } catch {
+            throw ModelFormatError(source: directory.path, message: "cannot write: \(error.localizedDescription)")
+        }
+        // transformers refuses safetensors files whose metadata lacks format = pt.
+        try SafeTensors.write(path: directory.appendingPathComponent(Self.safetensorsFileName).path,
+                              tensors: namedTensors, metadata: ["format": "pt"])
+    }
+}
