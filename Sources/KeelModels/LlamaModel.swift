@@ -1,0 +1,232 @@
+import Foundation
+
+/// A LLaMA-family decoder (RMSNorm, rotary positions, grouped-query attention, SwiGLU, tied or untied
+/// LM head; Touvron et al. 2023) written the way llm.c writes GPT-2: the forward pass calls the runtime's
+/// kernels layer by layer and saves what backward needs; `backward` walks the layers in reverse calling
+/// each kernel's backward. The whole network is ONE node of the autodiff graph (from all parameters to
+/// the per-position target log-probs), so losses built from those log-probs with ordinary tensor ops
+/// differentiate straight through it, while the model itself pays no per-op graph overhead.
+///
+/// Shapes: B sequences × T positions, N = B·T rows; C hidden, NH query heads, NKV key/value heads,
+/// D head dim, F SwiGLU width, V vocabulary. No dropout (alignment trains with dropout off).
+public final class LlamaModel {
+    public let config: LlamaConfig
+    /// Trainable tensors under their HF names in state-dict order; the tied LM head is the embedding.
+    public let parameters: Parameters
+    private let embedding: Tensor
+    private let finalNorm: Tensor
+    private let lmHead: Tensor
+    private let layers: [LayerWeights]
+    private let rope: RoPETable
+
+    struct LayerWeights {
+        let inputNorm, qProj, kProj, vProj, oProj, postAttentionNorm, gateProj, upProj, downProj: Tensor
+    }
+
+    public init(weights: ModelWeights) throws {
+        config = weights.config
+        var parameters = Parameters()
+        for name in weights.names { parameters.add(name, try weights.tensor(name)) }
+        self.parameters = parameters
+        embedding = try weights.tensor(LlamaTensorName.embedTokens)
+        finalNorm = try weights.tensor(LlamaTensorName.finalNorm)
+        lmHead = config.tiedEmbeddings ? embedding : try weights.tensor(LlamaTensorName.lmHead)
+        layers = try (0..<config.layers).map { i in
+            func w(_ t: LlamaTensorName.Layer) throws -> Tensor { try weights.layer(i, t) }
+            return LayerWeights(inputNorm: try w(.inputNorm), qProj: try w(.qProj), kProj: try w(.kProj),
+                                vProj: try w(.vProj), oProj: try w(.oProj), postAttentionNorm: try w(.postAttentionNorm),
+                                gateProj: try w(.gateProj), upProj: try w(.upProj), downProj: try w(.downProj))
+        }
+        rope = RoPETable(headDim: config.headDim, maxPositions: config.maxPositions, theta: config.ropeTheta)
+    }
+
+    /// A randomly initialised model as HF initialises LLaMA (`initializer_range` 0.02): every matrix
+    /// ~ N(0, 0.02²), every norm weight 1. Deterministic for a seed.
+    public convenience init(randomWithConfig config: LlamaConfig, seed: UInt64) throws {
+        var generator = Philox(seed: seed)
+        var tensors: [String: Tensor] = [:]
+        for (name, shape) in config.tensorShapes() {
+            tensors[name] = shape.count == 1 ? Tensor.ones(shape)
+                : Tensor.randomNormal(shape, std: 0.02, generator: &generator)
+        }
+        try self.init(weights: ModelWeights(config: config, tensors: tensors, source: "random(seed: \(seed))"))
+    }
+
+    /// The current weights as `ModelWeights` sharing this model's storage (for export and checkpoints).
+    public func weights() throws -> ModelWeights {
+        var tensors: [String: Tensor] = [:]
+        for entry in parameters { tensors[entry.name] = entry.tensor.detached() }
+        return try ModelWeights(config: config, tensors: tensors, source: "LlamaModel")
+    }
+
+    // MARK: Log-probs
+
+    /// [N] log π(targets[n] | tokens[..n]) for every position of the batch (0 where the target is
+    /// `ignoreIndex`). Differentiable with respect to `parameters` when grad mode is on.
+    public func targetLogProbs(_ batch: SequenceBatch) -> Tensor {
+        let recording = Tensor.isGradEnabled && parameters.entries.contains { $0.tensor.requiresGrad }
+        let N = batch.rows * batch.length
+        let forward = self.forward(tokens: batch.tokens, B: batch.rows, T: batch.length, saveActivations: recording)
+        let logp = Tensor(zeros: [N])
+        let lse = Tensor(uninitialized: [N])
+        let targets = batch.targets
+        targets.withUnsafeBufferPointer { t in
+            lmHeadLogProbForward(logp.pointer, lse.pointer, forward.output.pointer, lmHead.pointer, t.baseAddress!,
+                                 N: N, C: config.hidden, V: config.vocab)
+        }
+        guard recording else { return logp }
+        return Tensor.record(op: "llama", inputs: parameters.entries.map(\.tensor), output: logp) { [self] dlogp in
+            backward(forward, dlogp: dlogp, lse: lse, targets: targets)
+        }
+    }
+
+    /// [B] Σ over each row's completion tokens of log π(token | prefix), and the token counts: the
+    /// quantity every preference loss starts from.
+    public func sequenceLogProbs(_ batch: SequenceBatch) -> (logProbs: Tensor, tokenCounts: [Int]) {
+        let perPosition = targetLogProbs(batch).reshaped([batch.rows, batch.length])
+        return (perPosition.sum(axes: [1]), batch.completionCounts)
+    }
+
+    /// Logits [R, V] of the last real position of each row (generation).
+    public func lastLogits(_ batch: SequenceBatch) -> Tensor {
+        withNoGrad {
+            let forward = self.forward(tokens: batch.tokens, B: batch.rows, T: batch.length, saveActivations: false)
+            let rows = batch.sequenceLengths.enumerated().map { $0.offset * batch.length + $0.element - 1 }
+            let logits = Tensor(uninitialized: [rows.count, config.vocab])
+            lmHeadLogits(logits.pointer, forward.output.pointer, rows: rows, lmHead.pointer, C: config.hidden, V: config.vocab)
+            return logits
+        }
+    }
+
+    // MARK: Forward
+
+    /// What one layer's backward needs. `input` is the residual stream entering the layer and `mid` the
+    /// stream after the attention block; the SwiGLU product is recomputed in backward instead of stored.
+    struct LayerActivations {
+        let input, norm1, rstd1, q, k, v, attention, lse, mid, norm2, rstd2, gate, up: Tensor
+    }
+
+    struct ForwardState {
+        let tokens: [Int32]
+        let B: Int, T: Int
+        var layers: [LayerActivations] = []
+        /// The residual stream after the last layer [N,C], its RMS statistics [N], and the normalised
+        /// output [N,C] that feeds the LM head.
+        var final: Tensor, finalRstd: Tensor, output: Tensor
+    }
+
+    private func forward(tokens: [Int32], B: Int, T: Int, saveActivations: Bool) -> ForwardState {
+        let N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads, D = config.headDim
+        let F = config.intermediate, QD = NH * D, KVD = NKV * D
+        precondition(T <= config.maxPositions, "LlamaModel: sequence length \(T) exceeds the model's \(config.maxPositions) positions")
+        var x = Tensor(uninitialized: [N, C])
+        tokens.withUnsafeBufferPointer { embeddingForward(x.pointer, $0.baseAddress!, embedding.pointer, N: N, C: C, V: config.vocab) }
+        var saved: [LayerActivations] = []
+        for w in layers {
+            let a = LayerActivations(
+                input: x, norm1: Tensor(uninitialized: [N, C]), rstd1: Tensor(uninitialized: [N]),
+                q: Tensor(uninitialized: [N, QD]), k: Tensor(uninitialized: [N, KVD]), v: Tensor(uninitialized: [N, KVD]),
+                attention: Tensor(uninitialized: [N, QD]), lse: Tensor(uninitialized: [B, NH, T]),
+                mid: Tensor(uninitialized: [N, C]), norm2: Tensor(uninitialized: [N, C]), rstd2: Tensor(uninitialized: [N]),
+                gate: Tensor(uninitialized: [N, F]), up: Tensor(uninitialized: [N, F]))
+            // Attention block: mid = x + Wo · attention(rope(Wq·n1), rope(Wk·n1), Wv·n1), n1 = rmsnorm(x)
+            rmsnormForward(a.norm1.pointer, a.rstd1.pointer, x.pointer, w.inputNorm.pointer, N: N, C: C, eps: config.rmsEps)
+            matmulForward(a.q.pointer, a.norm1.pointer, w.qProj.pointer, N: N, C: C, OC: QD)
+            matmulForward(a.k.pointer, a.norm1.pointer, w.kProj.pointer, N: N, C: C, OC: KVD)
+            matmulForward(a.v.pointer, a.norm1.pointer, w.vProj.pointer, N: N, C: C, OC: KVD)
+            ropeForward(a.q.pointer, rope, B: B, T: T, NH: NH, D: D)
+            ropeForward(a.k.pointer, rope, B: B, T: T, NH: NKV, D: D)
+            attentionForward(a.attention.pointer, a.lse.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
+                             B: B, T: T, NH: NH, NKV: NKV, D: D)
+            matmulForward(a.mid.pointer, a.attention.pointer, w.oProj.pointer, N: N, C: QD, OC: C)
+            add(a.mid.pointer, x.pointer, count: N * C)
+            // MLP block: out = mid + Wd · (silu(Wg·n2) ∘ Wu·n2), n2 = rmsnorm(mid)
+            rmsnormForward(a.norm2.pointer, a.rstd2.pointer, a.mid.pointer, w.postAttentionNorm.pointer, N: N, C: C, eps: config.rmsEps)
+            matmulForward(a.gate.pointer, a.norm2.pointer, w.gateProj.pointer, N: N, C: C, OC: F)
+            matmulForward(a.up.pointer, a.norm2.pointer, w.upProj.pointer, N: N, C: C, OC: F)
+            let product = a.gate  // without saved activations, silu(gate)∘up overwrites gate in place
+            let act = saveActivations ? Tensor(uninitialized: [N, F]) : product
+            swigluForward(act.pointer, a.gate.pointer, a.up.pointer, count: N * F)
+            let out = Tensor(uninitialized: [N, C])
+            matmulForward(out.pointer, act.pointer, w.downProj.pointer, N: N, C: F, OC: C)
+            add(out.pointer, a.mid.pointer, count: N * C)
+            if saveActivations { saved.append(a) }
+            x = out
+        }
+        let output = Tensor(uninitialized: [N, C]), finalRstd = Tensor(uninitialized: [N])
+        rmsnormForward(output.pointer, finalRstd.pointer, x.pointer, finalNorm.pointer, N: N, C: C, eps: config.rmsEps)
+        return ForwardState(tokens: tokens, B: B, T: T, layers: saved, final: x, finalRstd: finalRstd, output: output)
+    }
+
+    // MARK: Backward
+
+    /// dL/d(parameter) for every entry of `parameters` (nil for frozen ones), given dL/d(logp) [N].
+    private func backward(_ f: ForwardState, dlogp: Tensor, lse: Tensor, targets: [Int32]) -> [Tensor?] {
+        let B = f.B, T = f.T, N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads
+        let D = config.headDim, F = config.intermediate, QD = NH * D, KVD = NKV * D
+        var grads: [ObjectIdentifier: Tensor] = [:]
+        func grad(_ p: Tensor) -> UnsafeMutablePointer<Float>? {
+            guard p.requiresGrad else { return nil }
+            if let g = grads[ObjectIdentifier(p)] { return g.pointer }
+            let g = Tensor(zeros: p.shape)
+            grads[ObjectIdentifier(p)] = g
+            return g.pointer
+        }
+
+        // LM head and final norm. dx is the gradient of the residual stream, carried down the layers.
+        let doutput = Tensor(zeros: [N, C]), dx = Tensor(zeros: [N, C])
+        targets.withUnsafeBufferPointer { t in
+            lmHeadLogProbBackward(doutput.pointer, grad(lmHead), dlogp.pointer, f.output.pointer, lmHead.pointer,
+                                  t.baseAddress!, lse.pointer, N: N, C: C, V: config.vocab)
+        }
+        rmsnormBackward(dx.pointer, grad(finalNorm), doutput.pointer, f.final.pointer, finalNorm.pointer,
+                        f.finalRstd.pointer, N: N, C: C)
+
+        // Scratch reused by every layer (zeroed before each use: the kernels accumulate).
+        let dnorm = Tensor(uninitialized: [N, C]), dattention = Tensor(uninitialized: [N, QD])
+        let dq = Tensor(uninitialized: [N, QD]), dk = Tensor(uninitialized: [N, KVD]), dv = Tensor(uninitialized: [N, KVD])
+        let act = Tensor(uninitialized: [N, F]), dact = Tensor(uninitialized: [N, F])
+        let dgate = Tensor(uninitialized: [N, F]), dup = Tensor(uninitialized: [N, F])
+        for (w, a) in zip(layers, f.layers).reversed() {
+            // MLP block; dx holds dL/d(out) and, through the residual, becomes dL/d(mid).
+            swigluForward(act.pointer, a.gate.pointer, a.up.pointer, count: N * F)
+            zero(dact, dgate, dup, dnorm)
+            matmulBackward(dact.pointer, grad(w.downProj), dx.pointer, act.pointer, w.downProj.pointer, N: N, C: F, OC: C)
+            swigluBackward(dgate.pointer, dup.pointer, dact.pointer, a.gate.pointer, a.up.pointer, count: N * F)
+            matmulBackward(dnorm.pointer, grad(w.gateProj), dgate.pointer, a.norm2.pointer, w.gateProj.pointer, N: N, C: C, OC: F)
+            matmulBackward(dnorm.pointer, grad(w.upProj), dup.pointer, a.norm2.pointer, w.upProj.pointer, N: N, C: C, OC: F)
+            rmsnormBackward(dx.pointer, grad(w.postAttentionNorm), dnorm.pointer, a.mid.pointer,
+                            w.postAttentionNorm.pointer, a.rstd2.pointer, N: N, C: C)
+            // Attention block; dx becomes dL/d(input).
+            zero(dattention, dq, dk, dv, dnorm)
+            matmulBackward(dattention.pointer, grad(w.oProj), dx.pointer, a.attention.pointer, w.oProj.pointer, N: N, C: QD, OC: C)
+            attentionBackward(dq.pointer, dk.pointer, dv.pointer, dattention.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
+                              a.attention.pointer, a.lse.pointer, B: B, T: T, NH: NH, NKV: NKV, D: D)
+            ropeBackward(dq.pointer, rope, B: B, T: T, NH: NH, D: D)
+            ropeBackward(dk.pointer, rope, B: B, T: T, NH: NKV, D: D)
+            // The q/k/v projections saw the RoPE'd outputs only through the (linear) rotation, undone above.
+            matmulBackward(dnorm.pointer, grad(w.qProj), dq.pointer, a.norm1.pointer, w.qProj.pointer, N: N, C: C, OC: QD)
+            matmulBackward(dnorm.pointer, grad(w.kProj), dk.pointer, a.norm1.pointer, w.kProj.pointer, N: N, C: C, OC: KVD)
+            matmulBackward(dnorm.pointer, grad(w.vProj), dv.pointer, a.norm1.pointer, w.vProj.pointer, N: N, C: C, OC: KVD)
+            rmsnormBackward(dx.pointer, grad(w.inputNorm), dnorm.pointer, a.input.pointer, w.inputNorm.pointer,
+                            a.rstd1.pointer, N: N, C: C)
+        }
+        if let dEmbedding = grad(embedding) {
+            f.tokens.withUnsafeBufferPointer {
+                embeddingBackward(dEmbedding, $0.baseAddress!, dx.pointer, N: N, C: C, V: config.vocab)
+            }
+        }
+        return parameters.entries.map { grads[ObjectIdentifier($0.tensor)] }
+    }
+}
+
+/// x += y over `count` floats.
+private func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
+    ThreadPool.shared.parallelFor(count, grain: 16_384) { range in
+        for i in range { x[i] += y[i] }
+    }
+}
+
+private func zero(_ tensors: Tensor...) {
+    for t in tensors { t.pointer.update(repeating: 0, count: t.count) }
+}
