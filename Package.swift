@@ -11,6 +11,9 @@ import PackageDescription
 let kernelSettings: [SwiftSetting] = [
     .unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release)),
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    // Without it, `Float.squareRoot()` stays a `sqrtf` call (which may set errno) and loops around it
+    // (AdamW, norms) do not vectorize.
+    .unsafeFlags(["-Xcc", "-fno-math-errno"], .when(configuration: .release)),
 ]
 
 /// Method plugins: one folder per method under Plugins/, each depending only on KeelCore.
