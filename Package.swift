@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "KeelCoreTests", dependencies: ["KeelCore"]),
         .testTarget(name: "KeelDaemonTests", dependencies: ["KeelDaemon"]),
         // The `keel` registry with every method plugin: example recipes and graph rules on real declarations.
-        .testTarget(name: "KeelCLITests", dependencies: ["KeelCLI", "KeelCore"]),
+        .testTarget(name: "KeelCLITests", dependencies: ["KeelCLI", "KeelCore", "DPO"]),
     ] + methodPlugins.flatMap { name -> [Target] in [
         .target(name: name, dependencies: ["KeelCore"], path: "Plugins/\(name)", exclude: ["Tests"],
                 swiftSettings: kernelSettings),

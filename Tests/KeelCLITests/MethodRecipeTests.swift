@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import DPO
 @testable import KeelCLI
 import KeelCore
 
@@ -111,6 +112,39 @@ final class MethodRecipeTests: XCTestCase {
         XCTAssertEqual(Double(terms[1].loss.item()), 8.0 / 5, accuracy: 1e-6)
         XCTAssertEqual(try XCTUnwrap(metrics["sft/loss"]), 8.0 / 5, accuracy: 1e-6)
         XCTAssertEqual(try XCTUnwrap(metrics["dpo/rewards/accuracies"]), 0.5)
+    }
+
+    /// The trainer's token-level pass runs POET from the dpo-poet example, and nothing for plain dpo.
+    func testTokenLevelPassRunsPOETOnly() throws {
+        let pairs = [TokenizedPair(id: "p:1", prompt: [1, 2], chosen: [3, 4, 5, 0], rejected: [6, 0]),
+                     TokenizedPair(id: "p:2", prompt: [1], chosen: [], rejected: [7, 0])]
+        let poet = try load(String(contentsOf: Self.examples.appendingPathComponent("dpo-poet.yaml"), encoding: .utf8)).instantiate()
+        var truncated = pairs
+        let reports = try poet.transformTokenized(&truncated, split: "train")
+        XCTAssertEqual(truncated, [TokenizedPair(id: "p:1", prompt: [1, 2], chosen: [3, 4], rejected: [6, 0])])
+        XCTAssertEqual(reports.map(\.node), ["data[2] poet (train, tokens)"])
+        XCTAssertEqual(reports.first?.skipped, ["zero-shared-length": 1])
+
+        let plain = try load(String(contentsOf: Self.examples.appendingPathComponent("dpo.yaml"), encoding: .utf8)).instantiate()
+        var untouched = pairs
+        XCTAssertEqual(try plain.transformTokenized(&untouched, split: "train").count, 0)
+        XCTAssertEqual(untouched, pairs)
+    }
+
+    /// The annotated recipe of docs/recipes.md validates against the real `dpo` declaration. Written into
+    /// recipes/ as documented, so that its relative paths (model, shared data) resolve.
+    func testDocumentedRecipeValidatesWithTheRealPlugins() throws {
+        let docs = try String(contentsOf: Self.root.appendingPathComponent("docs/recipes.md"), encoding: .utf8)
+        let start = try XCTUnwrap(docs.range(of: "```yaml\n"))
+        let end = try XCTUnwrap(docs.range(of: "```", range: start.upperBound..<docs.endIndex))
+        let model = Self.root.appendingPathComponent("var/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: model.path), "run scripts/setup.sh first: \(model.path) is missing")
+        let url = Self.root.appendingPathComponent("recipes/.docs-recipe-\(UUID().uuidString).yaml")
+        try Data(docs[start.upperBound..<end.lowerBound].utf8).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let graph = try RecipeLoader(registry: keelPluginRegistry()).load(url, displayName: "docs/recipes.md")
+        XCTAssertEqual(graph.referenceNeededBy?.name, "dpo")
+        XCTAssertTrue(graph.recipe.loss[0].type == DPOLoss.self)
     }
 
     func testRefSyncWithCachedReferenceLogProbsIsRefused() {

@@ -127,10 +127,11 @@ public struct TokenizedPair: Equatable, Sendable {
 /// counts completion tokens). Text-level `process` passes the examples through unchanged, so `keel plan
 /// --data` shows the node with its input count.
 ///
-/// Trainer contract: after tokenising the paired examples (prompt, completions + EOS), call `transform`
-/// once on the training pairs and once on the evaluation pairs of each such node, in recipe order,
-/// before any log-prob (policy or reference, cached or not) is computed, and append the report to the
-/// data reports. Pairs the transform removes are counted in `report.skipped` by cause.
+/// Trainer contract: after tokenising the paired examples (prompt, completions + EOS), call
+/// `PluginInstances.transformTokenized` once on the training pairs and once on the evaluation pairs, before
+/// any log-prob (policy or reference, cached or not) is computed, and keep its reports beside the data
+/// reports. It calls `transform` of each such node in recipe order; pairs a transform removes are counted
+/// in `report.skipped` by cause.
 public protocol TokenizedPairTransform: DataPlugin {
     func transform(_ pairs: inout [TokenizedPair], report: inout DataNodeReport) throws
 }
