@@ -10,7 +10,8 @@ import KeelCore
 ///
 /// soft updates (α < 1, typically τ = 1) or hard ones (α = 1: the reference becomes a copy of the policy
 /// every τ steps; the copy is bitwise). The reference is written in place through
-/// `TrainingContext.parameter(_:of:)`, in Float, elementwise as `(1 − α)·ref + α·policy`.
+/// `TrainingContext.parameter(_:of:)`, in Float, elementwise as `(1 − α)·ref + α·policy`; the trainer must
+/// therefore give the reference its own storage (not views of the policy's).
 ///
 /// Declares `mutates-reference`: the graph refuses it with `reference.cache_logprobs: true`, since cached
 /// reference log-probs would belong to the old reference.
