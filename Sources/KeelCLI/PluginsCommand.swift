@@ -1,15 +1,19 @@
 import ArgumentParser
+import DEFT
 import DPO
 import KeelCore
 import POET
 import RefSync
+import RuleRewards
 import SFT
 import SimPO
+import VAR
 
 /// Method plugins (Plugins/<Method>/), registered beside Keel's built-ins. This is the one list: KeelCore
 /// cannot import plugin targets, so the executable that links them registers them.
 let methodPluginTypes: [any KeelPlugin.Type] = [
     DPOLoss.self, SimPOLoss.self, SFTLoss.self, ReferenceSyncScheduler.self, POETTransform.self,
+    LengthReward.self, KeywordReward.self, ExactAnswerReward.self, VARLoss.self, DEFTFilter.self,
 ]
 
 /// The plugins this `keel` knows: Keel's built-ins, then the method plugins.

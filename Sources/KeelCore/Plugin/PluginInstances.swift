@@ -16,13 +16,25 @@ public struct PluginInstances {
         return dataset
     }
 
-    /// Runs the token-level data nodes (`TokenizedPairTransform`, e.g. POET) in recipe order on the
-    /// tokenised pairs of one split (`train` or `eval`); one report per such node, named like `loadData`'s.
-    public func transformTokenized(_ pairs: inout [TokenizedPair], split: String) throws -> [DataNodeReport] {
+    /// Runs the token-level data nodes (`TokenizedPairTransform`, e.g. POET, and `ModelScoredPairFilter`,
+    /// e.g. DEFT, which asks `scorer`) in recipe order on the tokenised pairs of one split (`train` or
+    /// `eval`); one report per such node, named like `loadData`'s. A model-scored filter without a scorer
+    /// is refused, naming the node.
+    public func transformTokenized(_ pairs: inout [TokenizedPair], split: String,
+                                   scorer: (any PolicyScorer)? = nil) throws -> [DataNodeReport] {
         try data.compactMap { node, plugin in
-            guard let transform = plugin as? any TokenizedPairTransform else { return nil }
             var report = DataNodeReport(node: "\(node.keyPath) \(node.name) (\(split), tokens)")
-            try transform.transform(&pairs, report: &report)
+            if let transform = plugin as? any TokenizedPairTransform {
+                try transform.transform(&pairs, report: &report)
+            } else if let filter = plugin as? any ModelScoredPairFilter {
+                guard let scorer else {
+                    throw PluginInputError("\(node.label): scores pairs with the policy model, but no PolicyScorer was given; "
+                                         + "expected the trainer to pass one to transformTokenized")
+                }
+                try filter.filter(&pairs, split: split, scorer: scorer, report: &report)
+            } else {
+                return nil
+            }
             return report
         }
     }

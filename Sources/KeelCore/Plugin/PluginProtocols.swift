@@ -82,6 +82,8 @@ public struct DataNodeReport: Equatable, Sendable {
     public var flagged: [String: Int] = [:]
     /// Summary statistics of what the node did (names from its descriptor's `metrics`).
     public var metrics: [String: Double] = [:]
+    /// Per-example scores of a filter that ranks examples (e.g. DEFT), in input order; empty otherwise.
+    public var exampleScores: [ExampleScore] = []
 
     public init(node: String) { self.node = node }
 }
