@@ -3,13 +3,13 @@ import KeelCore
 
 /// Deterministic reward for the presence of wanted and unwanted content:
 ///
-///     r = weight · #(required entries found in the response) − weight · #(forbidden entries found)
+///     r = weight_per_match · (#required entries found in the response − #forbidden entries found)
 ///
 /// Each entry counts once however often it occurs, so repeating a keyword earns nothing more.
 /// `match: keyword` entries are plain substrings, separated by commas (surrounding spaces trimmed);
 /// `match: regex` entries are regular expressions (ICU syntax, NSRegularExpression), one per line (a YAML
 /// block scalar `|`), so that commas inside a pattern such as `\d{2,3}` need no escaping. Matching ignores
-/// case unless `case_sensitive`.
+/// case unless `case_sensitive`. (`weight_per_match`, not `weight`: a node's `weight` is reserved.)
 public final class KeywordReward: RewardPlugin {
     public enum Match: String, CaseIterable { case keyword, regex }
 
@@ -23,12 +23,12 @@ public final class KeywordReward: RewardPlugin {
 
     public static let descriptor = PluginDescriptor(
         name: "keyword-reward", kind: .reward,
-        summary: "+weight per required keyword/regex present in the response, −weight per forbidden one present",
+        summary: "+weight_per_match per required keyword/regex present in the response, −weight_per_match per forbidden one",
         options: [
             OptionSpec(Option.required, .string, default: .value(.string("")),
-                       help: "entries that earn +weight each when present: comma-separated keywords, or one regex per line"),
+                       help: "entries that earn weight_per_match each when present: comma-separated keywords, or one regex per line"),
             OptionSpec(Option.forbidden, .string, default: .value(.string("")),
-                       help: "entries that cost −weight each when present, written like `required`"),
+                       help: "entries that cost weight_per_match each when present, written like `required`"),
             .choice(Option.match, Match.allCases.map(\.rawValue), Match.keyword.rawValue,
                     "keyword: plain substrings separated by commas; regex: regular expressions, one per line"),
             .double(Option.weight, 1.0, in: .positive, "reward per required entry found, and penalty per forbidden one"),

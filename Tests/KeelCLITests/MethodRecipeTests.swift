@@ -46,9 +46,11 @@ final class MethodRecipeTests: XCTestCase {
 
     func testRegistryHoldsTheMethodPlugins() {
         let registry = keelPluginRegistry()
-        XCTAssertEqual(registry.names(of: .loss), ["dpo", "sft", "simpo"])
+        XCTAssertEqual(registry.names(of: .loss), ["dpo", "sft", "simpo", "var"])
+        XCTAssertEqual(registry.names(of: .reward), ["exact-answer-reward", "keyword-reward", "length-reward"])
         XCTAssertEqual(registry.names(of: .scheduler), ["ref-sync"])
         XCTAssertTrue(registry.names(of: .data).contains("poet"))
+        XCTAssertTrue(registry.names(of: .data).contains("deft"))
     }
 
     /// docs/plugins.md is `keel plugins --markdown`, regenerated whenever a declaration changes.
