@@ -198,6 +198,21 @@ public enum BLASThreads {
         set { openblas_set_num_threads(Int32(max(1, newValue))) }
     }
 
+    /// How `parallelSgemm` (and so `matmulForward/Backward`, `Tensor.linear`) uses the cores.
+    public enum SgemmSplit: String, Sendable {
+        /// Row (or column) blocks of C on the ThreadPool, OpenBLAS single-threaded: deterministic, and
+        /// no OpenBLAS thread keeps spinning after the call against the pool's workers.
+        case pool
+        /// One call on OpenBLAS's own threads (raised to the pool size for the call, then back to 1).
+        /// Shares the packing of B between threads; its threads spin for a while after each call.
+        case openBLAS = "openblas"
+    }
+
+    /// From `KEEL_SGEMM_SPLIT` (`pool` or `openblas`), default `.pool`. Not thread-safe to change while
+    /// kernels run.
+    nonisolated(unsafe) public static var sgemmSplit: SgemmSplit =
+        ProcessInfo.processInfo.environment["KEEL_SGEMM_SPLIT"].flatMap(SgemmSplit.init(rawValue:)) ?? .pool
+
     /// The OpenBLAS kernel family in use, e.g. "SkylakeX", "Haswell", "Prescott".
     public static var coreName: String {
         guard let name = openblas_get_corename() else { return "unknown" }
