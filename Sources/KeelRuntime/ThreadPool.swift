@@ -17,8 +17,10 @@ import COpenBLAS
 /// Determinism: `parallelFor` cuts `0..<count` into `chunkCount` contiguous chunks whose boundaries
 /// depend only on `count`, the grain and `threadCount` — never on timing — and chunk `i` is always
 /// run as one call. A kernel that writes per-chunk partial sums and reduces them in chunk order is
-/// therefore bitwise reproducible run to run for a given thread count. A nested call (from inside a
-/// running body) or a call while another thread holds the pool runs the same chunks serially in order.
+/// therefore bitwise reproducible run to run for a given thread count. `parallelBlocks` keeps fixed
+/// block boundaries too but hands blocks to whichever worker is free (load balance when another process
+/// slows a core); results indexed by block stay reproducible. A nested call (from inside a running
+/// body) or a call while another thread holds the pool runs the same chunks serially in order.
 public final class ThreadPool: @unchecked Sendable {
     /// The process-wide pool used by every kernel. Size: `KEEL_THREADS`, else the number of active cores.
     public static let shared: ThreadPool = {
