@@ -37,6 +37,10 @@ public enum RuntimeBenchmark {
         public let forwardTokensPerSecond: Double
         public let stepSeconds: Double
         public let stepTokensPerSecond: Double
+        /// Process CPU time (user + system, all threads; least over repetitions). On a shared machine
+        /// CPU time / threads bounds the quiet-machine wall time from above (idle spinning counts too).
+        public let forwardCPUSeconds: Double
+        public let stepCPUSeconds: Double
         /// Profiled forward+backward, kernel by kernel, largest first.
         public let kernels: [KernelShare]
     }
@@ -145,24 +149,27 @@ public enum RuntimeBenchmark {
         let model = SyntheticLLaMAStep(config)
         let tokens = Double(config.batch * config.sequence)
         model.forward()
-        var forwardBest = Double.infinity
+        var forwardBest = Double.infinity, forwardCPU = Double.infinity
         for _ in 0..<max(1, repetitions) {
-            let start = now()
+            let (start, cpuStart) = (now(), processCPUSeconds())
             model.forward()
             forwardBest = min(forwardBest, now() - start)
+            forwardCPU = min(forwardCPU, processCPUSeconds() - cpuStart)
         }
         model.backward()
-        var stepBest = Double.infinity
+        var stepBest = Double.infinity, stepCPU = Double.infinity
         for _ in 0..<max(1, repetitions) {
-            let start = now()
+            let (start, cpuStart) = (now(), processCPUSeconds())
             model.forward()
             model.backward()
             stepBest = min(stepBest, now() - start)
+            stepCPU = min(stepCPU, processCPUSeconds() - cpuStart)
         }
         guard profile else {
             return StepResult(description: config.description, sgemmSplit: BLASThreads.sgemmSplit.rawValue,
                               forwardSeconds: forwardBest, forwardTokensPerSecond: tokens / forwardBest,
-                              stepSeconds: stepBest, stepTokensPerSecond: tokens / stepBest, kernels: [])
+                              stepSeconds: stepBest, stepTokensPerSecond: tokens / stepBest,
+                              forwardCPUSeconds: forwardCPU, stepCPUSeconds: stepCPU, kernels: [])
         }
         let wasEnabled = Profiler.isEnabled
         Profiler.reset()
@@ -180,7 +187,8 @@ public enum RuntimeBenchmark {
         return StepResult(description: config.description, sgemmSplit: BLASThreads.sgemmSplit.rawValue,
                           forwardSeconds: forwardBest,
                           forwardTokensPerSecond: tokens / forwardBest, stepSeconds: stepBest,
-                          stepTokensPerSecond: tokens / stepBest, kernels: kernels)
+                          stepTokensPerSecond: tokens / stepBest, forwardCPUSeconds: forwardCPU,
+                          stepCPUSeconds: stepCPU, kernels: kernels)
     }
 
     /// The report as aligned text.
@@ -200,8 +208,10 @@ public enum RuntimeBenchmark {
             lines.append(step.description)
             for result in [step] + (report.stepOtherSgemmSplit.map { [$0] } ?? []) {
                 lines.append("  sgemm split \(result.sgemmSplit):")
-                lines.append("    forward:          \(f(result.forwardSeconds, 3)) s = \(f(result.forwardTokensPerSecond)) tok/s")
-                lines.append("    forward+backward: \(f(result.stepSeconds, 3)) s = \(f(result.stepTokensPerSecond)) tok/s")
+                lines.append("    forward:          \(f(result.forwardSeconds, 3)) s = \(f(result.forwardTokensPerSecond)) tok/s"
+                             + "  (CPU \(f(result.forwardCPUSeconds, 3)) s)")
+                lines.append("    forward+backward: \(f(result.stepSeconds, 3)) s = \(f(result.stepTokensPerSecond)) tok/s"
+                             + "  (CPU \(f(result.stepCPUSeconds, 3)) s)")
             }
             lines.append("  profiled forward+backward (sgemm split \(step.sgemmSplit)) by kernel, share of the step:")
             for k in step.kernels {
@@ -213,6 +223,13 @@ public enum RuntimeBenchmark {
     }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF, &usage)
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) * 1e-6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
 
     static func loadAverage() -> Double {
         guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
