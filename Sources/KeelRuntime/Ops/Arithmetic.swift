@@ -59,32 +59,39 @@ func broadcastBinary<K: BinaryKernel>(_ a: Tensor, _ b: Tensor, _ kernel: K.Type
 extension Tensor {
     public static func + (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastBinary(a, b, AddKernel.self, op: "add")
+        let (needA, needB, shapeA, shapeB) = (a.requiresGrad, b.requiresGrad, a.shape, b.shape)
         return record(op: "add", inputs: [a, b], output: out) { g in
-            [a.requiresGrad ? g.sum(toShape: a.shape) : nil, b.requiresGrad ? g.sum(toShape: b.shape) : nil]
+            [needA ? g.sum(toShape: shapeA) : nil, needB ? g.sum(toShape: shapeB) : nil]
         }
     }
 
     public static func - (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastBinary(a, b, SubKernel.self, op: "sub")
+        let (needA, needB, shapeA, shapeB) = (a.requiresGrad, b.requiresGrad, a.shape, b.shape)
         return record(op: "sub", inputs: [a, b], output: out) { g in
-            [a.requiresGrad ? g.sum(toShape: a.shape) : nil, b.requiresGrad ? (-g).sum(toShape: b.shape) : nil]
+            [needA ? g.sum(toShape: shapeA) : nil, needB ? (-g).sum(toShape: shapeB) : nil]
         }
     }
 
     public static func * (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastBinary(a, b, MulKernel.self, op: "mul")
+        // Save each factor only if the other one needs its gradient.
+        let (savedA, savedB) = (b.requiresGrad ? a.detached() : nil, a.requiresGrad ? b.detached() : nil)
+        let (shapeA, shapeB) = (a.shape, b.shape)
         return record(op: "mul", inputs: [a, b], output: out) { g in
-            [a.requiresGrad ? (g * b).sum(toShape: a.shape) : nil,
-             b.requiresGrad ? (g * a).sum(toShape: b.shape) : nil]
+            [savedB.map { (g * $0).sum(toShape: shapeA) }, savedA.map { (g * $0).sum(toShape: shapeB) }]
         }
     }
 
     public static func / (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastBinary(a, b, DivKernel.self, op: "div")
-        let quotient = out.detached()   // never capture the output itself: out → node → closure → out
+        // −g·a/b² = −g·(a/b)/b: saves the quotient (never the output tensor itself: out → node → closure
+        // → out would be a cycle) and the divisor.
+        let quotient = b.requiresGrad ? out.detached() : nil
+        let (needA, divisor, shapeA, shapeB) = (a.requiresGrad, b.detached(), a.shape, b.shape)
         return record(op: "div", inputs: [a, b], output: out) { g in
-            [a.requiresGrad ? (g / b).sum(toShape: a.shape) : nil,
-             b.requiresGrad ? (-(g * quotient) / b).sum(toShape: b.shape) : nil]   // −g·a/b² = −g·(a/b)/b
+            [needA ? (g / divisor).sum(toShape: shapeA) : nil,
+             quotient.map { (-(g * $0) / divisor).sum(toShape: shapeB) }]
         }
     }
 

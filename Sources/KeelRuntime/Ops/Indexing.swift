@@ -38,8 +38,9 @@ extension Tensor {
             precondition(id >= 0 && id < vocab, "embedding: id \(id) at position \(position) outside 0..<\(vocab)")
             (out.pointer + position * d).update(from: weight.pointer + id * d, count: d)
         }
+        let weightShape = weight.shape
         return record(op: "embedding", inputs: [weight], output: out) { g in
-            let dw = Tensor(zeros: weight.shape)
+            let dw = Tensor(zeros: weightShape)
             let pw = dw.pointer, pg = g.pointer
             for (position, id) in ids.enumerated() {
                 let dst = pw + id * d, src = pg + position * d
@@ -64,11 +65,14 @@ extension Tensor {
             let c = pc + offsets[0], x = pa + offsets[1], y = pb + offsets[2], o = po + row * n
             for i in 0..<n { o[i] = c[i * sc] != 0 ? x[i * sa] : y[i * sb] }
         }
+        let (needA, needB, shapeA, shapeB) = (a.requiresGrad, b.requiresGrad, a.shape, b.shape)
+        let savedCondition = condition.detached()   // keeps the mask's storage alive for backward
         return record(op: "select", inputs: [condition, a, b], output: out) { g in
             func masked(keepWhere keep: Bool) -> Tensor {
                 let d = Tensor(uninitialized: outShape)
-                let cplan = BroadcastPlan(shape: outShape, operands: [condition.shape])
-                let pd = d.pointer, pg = g.pointer, cn = cplan.rowLength, s = cplan.innerStride(0)
+                let cplan = BroadcastPlan(shape: outShape, operands: [savedCondition.shape])
+                let pc = savedCondition.pointer, pd = d.pointer, pg = g.pointer
+                let cn = cplan.rowLength, s = cplan.innerStride(0)
                 cplan.forEachRow { row, offsets in
                     let c = pc + offsets[0], o = pd + row * cn, gr = pg + row * cn
                     for i in 0..<cn { o[i] = (c[i * s] != 0) == keep ? gr[i] : 0 }
@@ -76,8 +80,8 @@ extension Tensor {
                 return d
             }
             return [nil,
-                    a.requiresGrad ? masked(keepWhere: true).sum(toShape: a.shape) : nil,
-                    b.requiresGrad ? masked(keepWhere: false).sum(toShape: b.shape) : nil]
+                    needA ? masked(keepWhere: true).sum(toShape: shapeA) : nil,
+                    needB ? masked(keepWhere: false).sum(toShape: shapeB) : nil]
         }
     }
 

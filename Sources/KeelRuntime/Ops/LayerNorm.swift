@@ -32,11 +32,13 @@ extension Tensor {
             }
         }
         let inputs = [self, weight] + (bias.map { [$0] } ?? [])
-        return Tensor.record(op: "layerNorm", inputs: inputs, output: out) { [self] g in
-            let dx = requiresGrad ? Tensor(uninitialized: shape) : nil
-            let dw = weight.requiresGrad ? Tensor(zeros: [d]) : nil
-            let db = (bias?.requiresGrad ?? false) ? Tensor(zeros: [d]) : nil
-            let px = pointer, pg = g.pointer, pw = weight.pointer, ps = stats.pointer
+        let (x, w) = (detached(), weight.detached())
+        let (needX, needW, needB, hasBias) = (requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false, bias != nil)
+        return Tensor.record(op: "layerNorm", inputs: inputs, output: out) { g in
+            let dx = needX ? Tensor(uninitialized: x.shape) : nil
+            let dw = needW ? Tensor(zeros: [d]) : nil
+            let db = needB ? Tensor(zeros: [d]) : nil
+            let px = x.pointer, pg = g.pointer, pw = w.pointer, ps = stats.pointer
             for row in 0..<rowCount {
                 let x = px + row * d, gr = pg + row * d
                 let mu = ps[2 * row], r = ps[2 * row + 1]
@@ -61,7 +63,7 @@ extension Tensor {
                     for i in 0..<d { out[i] = r * (gr[i] * pw[i] - meanDxhat - (x[i] - mu) * r * meanDxhatXhat) }
                 }
             }
-            return [dx, dw] + (bias != nil ? [db] : [])
+            return [dx, dw] + (hasBias ? [db] : [])
         }
     }
 }

@@ -1,19 +1,18 @@
 import COpenBLAS
 
-/// Row-major single-precision GEMM through OpenBLAS:  C = alpha · op(A) · op(B) + beta · C,
+/// Row-major single-precision GEMM of contiguous matrices through OpenBLAS: C = op(A) · op(B),
 /// op(A): [m, k] (A stored [k, m] when transposeA), op(B): [k, n] (B stored [n, k] when transposeB),
-/// C: [m, n]. beta = 1 accumulates into C. Exposed for kernels that want to write into existing buffers.
-public func sgemm(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-                  m: Int, n: Int, k: Int, transposeA: Bool = false, transposeB: Bool = false,
-                  alpha: Float = 1, beta: Float = 0) {
+/// C: [m, n].
+private func contiguousGemm(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                            m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool) {
     guard m > 0, n > 0 else { return }
-    if k == 0 {   // OpenBLAS rejects k = 0; the product is empty, so C = beta · C
-        for i in 0..<(m * n) { c[i] = beta == 0 ? 0 : beta * c[i] }
+    if k == 0 {   // an empty sum; OpenBLAS rejects k = 0
+        c.update(repeating: 0, count: m * n)
         return
     }
     cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(transposeA ? m : k), b,
-                Int32(transposeB ? k : n), beta, c, Int32(n))
+                Int32(m), Int32(n), Int32(k), 1, a, Int32(transposeA ? m : k), b,
+                Int32(transposeB ? k : n), 0, c, Int32(n))
 }
 
 extension Tensor {
@@ -48,16 +47,18 @@ extension Tensor {
         let batch = a.shape.dropLast(2).reduce(1, *)
         let out = Tensor(uninitialized: Array(a.shape.dropLast(2)) + [m, n])
         for i in 0..<batch {
-            sgemm(a.pointer + i * m * k, b.pointer + i * k * n, out.pointer + i * m * n, m: m, n: n, k: k,
-                  transposeA: transposeA, transposeB: transposeB)
+            contiguousGemm(a.pointer + i * m * k, b.pointer + i * k * n, out.pointer + i * m * n, m: m, n: n, k: k,
+                           transposeA: transposeA, transposeB: transposeB)
         }
+        // Save each operand only if the other one needs its gradient.
+        let (savedA, savedB) = (b.requiresGrad ? a.detached() : nil, a.requiresGrad ? b.detached() : nil)
         return Tensor.record(op: "matmul", inputs: [a, b], output: out) { g in
-            let da: Tensor? = !a.requiresGrad ? nil
-                : transposeA ? b.matmul(g, transposeA: transposeB, transposeB: true)
-                : g.matmul(b, transposeB: !transposeB)
-            let db: Tensor? = !b.requiresGrad ? nil
-                : transposeB ? g.matmul(a, transposeA: true, transposeB: transposeA)
-                : a.matmul(g, transposeA: !transposeA)
+            let da = savedB.map { b in
+                transposeA ? b.matmul(g, transposeA: transposeB, transposeB: true) : g.matmul(b, transposeB: !transposeB)
+            }
+            let db = savedA.map { a in
+                transposeB ? g.matmul(a, transposeA: true, transposeB: transposeA) : a.matmul(g, transposeA: !transposeA)
+            }
             return [da, db]
         }
     }

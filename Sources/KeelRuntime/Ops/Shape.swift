@@ -96,12 +96,14 @@ extension Tensor {
             for o in 0..<outer { (out.pointer + o * outChunk + start).update(from: t.pointer + o * chunk, count: chunk) }
             start += chunk
         }
+        let inputShapes = tensors.map(\.shape), needs = tensors.map(\.requiresGrad)
         return record(op: "concatenate", inputs: tensors, output: out) { g in
             var begin = 0
-            return zip(tensors, chunks).map { t, chunk in
+            return inputShapes.indices.map { i in
+                let chunk = chunks[i]
                 defer { begin += chunk }
-                guard t.requiresGrad else { return nil }
-                let dx = Tensor(uninitialized: t.shape)
+                guard needs[i] else { return nil }
+                let dx = Tensor(uninitialized: inputShapes[i])
                 for o in 0..<outer { (dx.pointer + o * chunk).update(from: g.pointer + o * outChunk + begin, count: chunk) }
                 return dx
             }

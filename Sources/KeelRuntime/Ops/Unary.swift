@@ -1,52 +1,62 @@
 import Foundation
 
 /// Elementwise functions y = f(x), x and y of the same shape, with backward dx = g · f′(x).
-/// Each kernel states f and f′; f′ may use y = f(x) when that is cheaper or more stable.
+/// Each kernel states f and f′, written in terms of x or, when that is cheaper, of y = f(x); only that
+/// one value is saved for backward.
 protocol UnaryKernel {
     static func forward(_ x: Float) -> Float
-    static func derivative(x: Float, y: Float) -> Float
+    /// f′ from the saved value: y when `derivativeUsesOutput`, else x.
+    static func derivative(_ saved: Float) -> Float
+    static var derivativeUsesOutput: Bool { get }
+}
+
+extension UnaryKernel {
+    static var derivativeUsesOutput: Bool { false }
 }
 
 /// exp: f′ = y
 enum ExpKernel: UnaryKernel {
+    static let derivativeUsesOutput = true
     @inline(__always) static func forward(_ x: Float) -> Float { Foundation.exp(x) }
-    @inline(__always) static func derivative(x: Float, y: Float) -> Float { y }
+    @inline(__always) static func derivative(_ y: Float) -> Float { y }
 }
 
 /// log: f′ = 1/x
 enum LogKernel: UnaryKernel {
     @inline(__always) static func forward(_ x: Float) -> Float { Foundation.log(x) }
-    @inline(__always) static func derivative(x: Float, y: Float) -> Float { 1 / x }
+    @inline(__always) static func derivative(_ x: Float) -> Float { 1 / x }
 }
 
 /// σ(x) = 1/(1+e^−x), evaluated so that e^… never overflows; f′ = y(1−y)
 enum SigmoidKernel: UnaryKernel {
+    static let derivativeUsesOutput = true
     @inline(__always) static func forward(_ x: Float) -> Float { stableSigmoid(x) }
-    @inline(__always) static func derivative(x: Float, y: Float) -> Float { y * (1 - y) }
+    @inline(__always) static func derivative(_ y: Float) -> Float { y * (1 - y) }
 }
 
 /// log σ(x) = min(x, 0) − log1p(e^−|x|) (stable for |x| large); f′ = σ(−x)
 enum LogSigmoidKernel: UnaryKernel {
     @inline(__always) static func forward(_ x: Float) -> Float { Swift.min(x, 0) - Foundation.log1p(Foundation.exp(-abs(x))) }
-    @inline(__always) static func derivative(x: Float, y: Float) -> Float { stableSigmoid(-x) }
+    @inline(__always) static func derivative(_ x: Float) -> Float { stableSigmoid(-x) }
 }
 
 /// softplus(x) = log(1+e^x) = max(x, 0) + log1p(e^−|x|); f′ = σ(x)
 enum SoftplusKernel: UnaryKernel {
     @inline(__always) static func forward(_ x: Float) -> Float { Swift.max(x, 0) + Foundation.log1p(Foundation.exp(-abs(x))) }
-    @inline(__always) static func derivative(x: Float, y: Float) -> Float { stableSigmoid(x) }
+    @inline(__always) static func derivative(_ x: Float) -> Float { stableSigmoid(x) }
 }
 
 /// tanh: f′ = 1 − y²
 enum TanhKernel: UnaryKernel {
+    static let derivativeUsesOutput = true
     @inline(__always) static func forward(_ x: Float) -> Float { Foundation.tanh(x) }
-    @inline(__always) static func derivative(x: Float, y: Float) -> Float { 1 - y * y }
+    @inline(__always) static func derivative(_ y: Float) -> Float { 1 - y * y }
 }
 
 /// SiLU (swish) x·σ(x); f′ = σ(x)(1 + x(1 − σ(x)))
 enum SiluKernel: UnaryKernel {
     @inline(__always) static func forward(_ x: Float) -> Float { x * stableSigmoid(x) }
-    @inline(__always) static func derivative(x: Float, y: Float) -> Float {
+    @inline(__always) static func derivative(_ x: Float) -> Float {
         let s = stableSigmoid(x)
         return s * (1 + x * (1 - s))
     }
@@ -61,7 +71,7 @@ enum GeluTanhKernel: UnaryKernel {
     @inline(__always) static func forward(_ x: Float) -> Float {
         0.5 * x * (1 + Foundation.tanh(c * (x + k * x * x * x)))
     }
-    @inline(__always) static func derivative(x: Float, y: Float) -> Float {
+    @inline(__always) static func derivative(_ x: Float) -> Float {
         let t = Foundation.tanh(c * (x + k * x * x * x))
         return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * k * x * x)
     }
@@ -70,27 +80,29 @@ enum GeluTanhKernel: UnaryKernel {
 /// relu = max(x, 0); f′ = 1 for x > 0, else 0 (0 at x = 0, as PyTorch)
 enum ReluKernel: UnaryKernel {
     @inline(__always) static func forward(_ x: Float) -> Float { Swift.max(x, 0) }
-    @inline(__always) static func derivative(x: Float, y: Float) -> Float { x > 0 ? 1 : 0 }
+    @inline(__always) static func derivative(_ x: Float) -> Float { x > 0 ? 1 : 0 }
 }
 
 /// √x; f′ = 1/(2y)
 enum SqrtKernel: UnaryKernel {
+    static let derivativeUsesOutput = true
     @inline(__always) static func forward(_ x: Float) -> Float { x.squareRoot() }
-    @inline(__always) static func derivative(x: Float, y: Float) -> Float { 0.5 / y }
+    @inline(__always) static func derivative(_ y: Float) -> Float { 0.5 / y }
 }
 
 /// x²; f′ = 2x
 enum SquareKernel: UnaryKernel {
     @inline(__always) static func forward(_ x: Float) -> Float { x * x }
-    @inline(__always) static func derivative(x: Float, y: Float) -> Float { 2 * x }
+    @inline(__always) static func derivative(_ x: Float) -> Float { 2 * x }
 }
 
-/// σ(x) without overflow: for x ≥ 0, 1/(1+e^−x); for x < 0, e^x/(1+e^x).
+/// σ(x) without overflow: with e = e^−|x| ∈ (0, 1], σ(x) = 1/(1+e) for x ≥ 0 and e/(1+e) for x < 0.
+/// One exp and a select, no branch (random signs would mispredict).
 @inline(__always)
 func stableSigmoid(_ x: Float) -> Float {
-    if x >= 0 { return 1 / (1 + Foundation.exp(-x)) }
-    let e = Foundation.exp(x)
-    return e / (1 + e)
+    let e = Foundation.exp(-abs(x))
+    let r = 1 / (1 + e)
+    return x >= 0 ? r : e * r
 }
 
 extension Tensor {
@@ -99,11 +111,11 @@ extension Tensor {
         let out = Tensor(uninitialized: shape)
         let px = pointer, py = out.pointer
         for i in 0..<count { py[i] = K.forward(px[i]) }
-        let y = out.detached()
-        return Tensor.record(op: op, inputs: [self], output: out) { [self] g in
-            let dx = Tensor(uninitialized: shape)
-            let pg = g.pointer, pd = dx.pointer, px = pointer, py = y.pointer
-            for i in 0..<count { pd[i] = pg[i] * K.derivative(x: px[i], y: py[i]) }
+        let saved = K.derivativeUsesOutput ? out.detached() : detached()
+        return Tensor.record(op: op, inputs: [self], output: out) { g in
+            let dx = Tensor(uninitialized: saved.shape)
+            let pg = g.pointer, pd = dx.pointer, ps = saved.pointer
+            for i in 0..<saved.count { pd[i] = pg[i] * K.derivative(ps[i]) }
             return [dx]
         }
     }
@@ -130,10 +142,11 @@ extension Tensor {
         let out = Tensor(uninitialized: shape)
         let px = pointer, py = out.pointer
         for i in 0..<count { py[i] = Swift.min(Swift.max(px[i], lower), upper) }
-        return Tensor.record(op: "clamp", inputs: [self], output: out) { [self] g in
-            let dx = Tensor(uninitialized: shape)
-            let pg = g.pointer, pd = dx.pointer, px = pointer
-            for i in 0..<count { pd[i] = px[i] >= lower && px[i] <= upper ? pg[i] : 0 }
+        let x = detached()
+        return Tensor.record(op: "clamp", inputs: [self], output: out) { g in
+            let dx = Tensor(uninitialized: x.shape)
+            let pg = g.pointer, pd = dx.pointer, px = x.pointer
+            for i in 0..<x.count { pd[i] = px[i] >= lower && px[i] <= upper ? pg[i] : 0 }
             return [dx]
         }
     }

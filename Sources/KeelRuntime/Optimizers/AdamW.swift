@@ -47,13 +47,10 @@ public final class AdamW: Optimizer {
         for (index, entry) in parameters.entries.enumerated() {
             guard let grad = entry.tensor.grad else { continue }
             let decay = weightDecayExempt.contains(entry.name) ? 1 : 1 - learningRate * weightDecay
-            let p = entry.tensor.pointer, g = grad.pointer
-            let m = firstMoments.buffers[index].pointer, v = secondMoments.buffers[index].pointer
-            for i in 0..<entry.tensor.count {
-                m[i] = b1 * m[i] + (1 - b1) * g[i]
-                v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
-                p[i] = p[i] * decay - stepSize * m[i] / (v[i].squareRoot() * inverseSqrtCorrection2 + eps)
-            }
+            adamWUpdate(entry.tensor.pointer, grad.pointer, firstMoments.buffers[index].pointer,
+                        secondMoments.buffers[index].pointer, count: entry.tensor.count, beta1: b1, beta2: b2,
+                        epsilon: eps, decay: decay, stepSize: stepSize,
+                        inverseSqrtCorrection2: inverseSqrtCorrection2)
         }
     }
 
@@ -68,5 +65,23 @@ public final class AdamW: Optimizer {
         guard state.stepCount >= 0 else { throw OptimizerStateError("AdamW state: negative step count \(state.stepCount)") }
         try StateSlot.load([firstMoments, secondMoments], from: state, parameters: parameters)
         stepCount = state.stepCount
+    }
+}
+
+/// The update of one parameter tensor (see `AdamW`), with the bias corrections folded into
+/// `stepSize` = η/(1 − β₁ᵗ) and `inverseSqrtCorrection2` = 1/√(1 − β₂ᵗ), as PyTorch's implementation.
+/// The loop auto-vectorizes only when C math may skip errno (`-Xcc -fno-math-errno`): on Linux,
+/// `Float.squareRoot()` otherwise lowers to a `sqrtf` call for negative inputs.
+private func adamWUpdate(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>,
+                         _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, count: Int,
+                         beta1: Float, beta2: Float, epsilon: Float, decay: Float, stepSize: Float,
+                         inverseSqrtCorrection2: Float) {
+    for i in 0..<count {
+        let gi = g[i]
+        let mi = beta1 * m[i] + (1 - beta1) * gi
+        let vi = beta2 * v[i] + (1 - beta2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] * decay - stepSize * mi / (vi.squareRoot() * inverseSqrtCorrection2 + epsilon)
     }
 }

@@ -1,6 +1,6 @@
 /// A first-order optimizer over a `Parameters` collection. Usage per optimizer step:
 ///
-///     parameters.zeroGrad()
+///     optimizer.zeroGrad()
 ///     for microBatch in batches { loss(microBatch).backward() }   // gradients accumulate
 ///     let norm = clipGradNorm(parameters, maxNorm: 1)
 ///     optimizer.learningRate = schedule(step)
@@ -18,6 +18,11 @@ public protocol Optimizer: AnyObject {
     var state: OptimizerState { get }
     /// Restores a snapshot taken by `state`; throws when it does not fit these parameters.
     func loadState(_ state: OptimizerState) throws
+}
+
+extension Optimizer {
+    /// Forgets every parameter's accumulated gradient (before the next step's micro-batches).
+    public func zeroGrad() { parameters.zeroGrad() }
 }
 
 /// The complete state of an optimizer: the step count and, for each state slot (e.g. AdamW's
