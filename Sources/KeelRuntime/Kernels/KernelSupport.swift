@@ -10,6 +10,7 @@ func sgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
            _ A: UnsafePointer<Float>, lda: Int, _ B: UnsafePointer<Float>, ldb: Int,
            beta: Float, _ C: UnsafeMutablePointer<Float>, ldc: Int) {
     if M == 0 || N == 0 { return }
+    _ = BLASThreads.configured   // a one-time check: OpenBLAS must be set up before its first use
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
 }
