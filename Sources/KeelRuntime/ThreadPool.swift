@@ -17,8 +17,10 @@ import COpenBLAS
 /// Determinism: `parallelFor` cuts `0..<count` into `chunkCount` contiguous chunks whose boundaries
 /// depend only on `count`, the grain and `threadCount` — never on timing — and chunk `i` is always
 /// run as one call. A kernel that writes per-chunk partial sums and reduces them in chunk order is
-/// therefore bitwise reproducible run to run for a given thread count. A nested call (from inside a
-/// running body) or a call while another thread holds the pool runs the same chunks serially in order.
+/// therefore bitwise reproducible run to run for a given thread count. `parallelBlocks` keeps fixed
+/// block boundaries too but hands blocks to whichever worker is free (load balance when another process
+/// slows a core); results indexed by block stay reproducible. A nested call (from inside a running
+/// body) or a call while another thread holds the pool runs the same chunks serially in order.
 public final class ThreadPool: @unchecked Sendable {
     /// The process-wide pool used by every kernel. Size: `KEEL_THREADS`, else the number of active cores.
     public static let shared: ThreadPool = {
@@ -197,6 +199,21 @@ public enum BLASThreads {
         get { Int(openblas_get_num_threads()) }
         set { openblas_set_num_threads(Int32(max(1, newValue))) }
     }
+
+    /// How `parallelSgemm` (and so `matmulForward/Backward`, `Tensor.linear`) uses the cores.
+    public enum SgemmSplit: String, Sendable {
+        /// Row (or column) blocks of C on the ThreadPool, OpenBLAS single-threaded: deterministic, and
+        /// no OpenBLAS thread keeps spinning after the call against the pool's workers.
+        case pool
+        /// One call on OpenBLAS's own threads (raised to the pool size for the call, then back to 1).
+        /// Shares the packing of B between threads; its threads spin for a while after each call.
+        case openBLAS = "openblas"
+    }
+
+    /// From `KEEL_SGEMM_SPLIT` (`pool` or `openblas`), default `.pool`. Not thread-safe to change while
+    /// kernels run.
+    nonisolated(unsafe) public static var sgemmSplit: SgemmSplit =
+        ProcessInfo.processInfo.environment["KEEL_SGEMM_SPLIT"].flatMap(SgemmSplit.init(rawValue:)) ?? .pool
 
     /// The OpenBLAS kernel family in use, e.g. "SkylakeX", "Haswell", "Prescott".
     public static var coreName: String {

@@ -57,4 +57,17 @@ final class KernelBenchmarkTests: XCTestCase {
         XCTAssertGreaterThan(result.stepTokensPerSecond, 0)
         XCTAssertFalse(Profiler.isEnabled, "measureStep must restore the profiler switch")
     }
+
+    func testProfilerRecordsOnlyWhenEnabled() {
+        Profiler.reset()
+        var out = [Float](repeating: 0, count: 4)
+        swigluForward(&out, [1, 2, 3, 4], [1, 1, 1, 1], count: 4)
+        XCTAssertNil(Profiler.snapshot()["swiglu.forward"], "profiler is off by default and must record nothing")
+        Profiler.isEnabled = true
+        defer { Profiler.isEnabled = false; Profiler.reset() }
+        for _ in 0..<3 { swigluForward(&out, [1, 2, 3, 4], [1, 1, 1, 1], count: 4) }
+        let entry = Profiler.snapshot()["swiglu.forward"]
+        XCTAssertEqual(entry?.calls, 3)
+        XCTAssertGreaterThan(entry?.seconds ?? 0, 0)
+    }
 }

@@ -29,16 +29,33 @@ final class KernelTests: XCTestCase {
                                 tolerance: 1e-4, "matmul dweight")
     }
 
-    func testParallelSgemmSplitsColumnsWhenRowsAreFew() {
-        // M = 3 rows: the pool splits N instead; compare with the same product done row by row.
-        let (M, N, K) = (3, 200, 9)
-        var rng = Philox(seed: 2)
-        let A = KernelCheck.normal(M * K, &rng), B = KernelCheck.normal(K * N, &rng)
-        var C = [Float](repeating: 1, count: M * N)
-        parallelSgemm(transA: false, transB: false, M: M, N: N, K: K, alpha: 2, A, lda: K, B, ldb: N, beta: 1, &C, ldc: N)
-        var expected = [Double](repeating: 1, count: M * N)
-        for m in 0..<M { for n in 0..<N { for k in 0..<K { expected[m * N + n] += 2 * Double(A[m * K + k]) * Double(B[k * N + n]) } } }
-        KernelCheck.assertClose(C, expected, tolerance: 1e-5, "parallelSgemm")
+    /// Few rows (the pool splits columns), many rows (it splits rows), transposed operands, and the
+    /// OpenBLAS-threads mode, all against a Double reference.
+    func testParallelSgemmInEverySplit() {
+        let saved = BLASThreads.sgemmSplit
+        defer { BLASThreads.sgemmSplit = saved }
+        for split in [BLASThreads.SgemmSplit.pool, .openBLAS] {
+            BLASThreads.sgemmSplit = split
+            for (M, N, K, transA, transB) in [(3, 200, 9, false, false), (150, 40, 7, true, false), (97, 5, 11, false, true)] {
+                var rng = Philox(seed: 2)
+                let A = KernelCheck.normal(M * K, &rng), B = KernelCheck.normal(K * N, &rng)
+                var C = [Float](repeating: 1, count: M * N)
+                parallelSgemm(transA: transA, transB: transB, M: M, N: N, K: K, alpha: 2, A, lda: transA ? M : K,
+                              B, ldb: transB ? K : N, beta: 1, &C, ldc: N)
+                var expected = [Double](repeating: 1, count: M * N)
+                for m in 0..<M {
+                    for n in 0..<N {
+                        for k in 0..<K {
+                            let a = Double(transA ? A[k * M + m] : A[m * K + k])
+                            let b = Double(transB ? B[n * K + k] : B[k * N + n])
+                            expected[m * N + n] += 2 * a * b
+                        }
+                    }
+                }
+                KernelCheck.assertClose(C, expected, tolerance: 1e-5, "parallelSgemm \(split) \(M)×\(N)×\(K) tA=\(transA) tB=\(transB)")
+            }
+        }
+        XCTAssertEqual(BLASThreads.count, 1, "the OpenBLAS split must restore single-threaded OpenBLAS")
     }
 
     // MARK: - RMSNorm

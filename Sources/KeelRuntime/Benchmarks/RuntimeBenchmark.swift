@@ -31,10 +31,16 @@ public enum RuntimeBenchmark {
 
     public struct StepResult: Codable, Sendable {
         public let description: String
+        /// `BLASThreads.sgemmSplit` during the measurement.
+        public let sgemmSplit: String
         public let forwardSeconds: Double
         public let forwardTokensPerSecond: Double
         public let stepSeconds: Double
         public let stepTokensPerSecond: Double
+        /// Process CPU time (user + system, all threads; least over repetitions). On a shared machine
+        /// CPU time / threads bounds the quiet-machine wall time from above (idle spinning counts too).
+        public let forwardCPUSeconds: Double
+        public let stepCPUSeconds: Double
         /// Profiled forward+backward, kernel by kernel, largest first.
         public let kernels: [KernelShare]
     }
@@ -47,6 +53,8 @@ public enum RuntimeBenchmark {
         public let fmaPeakGflopsAllThreads: Double
         public let sgemm: [SgemmResult]
         public let step: StepResult?
+        /// The same step with the other `BLASThreads.SgemmSplit` (timings only, no kernel profile).
+        public let stepOtherSgemmSplit: StepResult?
         /// 1-minute load average when the benchmark started (other processes compete for the cores).
         public let loadAverageAtStart: Double
     }
@@ -61,13 +69,18 @@ public enum RuntimeBenchmark {
         let peakAll = fmaPeakGflops(threads: pool.threadCount)
         let shapes = [(1024, 576, 1536), (1024, 1536, 576), (1024, 576, 49152)]
         let sgemm = shapes.map { measureSgemm(M: $0.0, K: $0.1, N: $0.2, repetitions: options.repetitions) }
-        var step: StepResult?
+        var step: StepResult?, other: StepResult?
         if options.includeStep {
             BLASThreads.count = 1
             step = measureStep(options.stepConfig, repetitions: options.repetitions)
+            let configured = BLASThreads.sgemmSplit
+            defer { BLASThreads.sgemmSplit = configured }
+            BLASThreads.sgemmSplit = configured == .pool ? .openBLAS : .pool
+            other = measureStep(options.stepConfig, repetitions: options.repetitions, profile: false)
         }
-        return Report(threads: pool.threadCount, blasCore: BLASThreads.coreName, fmaPeakGflopsOneThread: peak1, fmaPeakGflopsAllThreads: peakAll,
-                      sgemm: sgemm, step: step, loadAverageAtStart: load)
+        return Report(threads: pool.threadCount, blasCore: BLASThreads.coreName, fmaPeakGflopsOneThread: peak1,
+                      fmaPeakGflopsAllThreads: peakAll, sgemm: sgemm, step: step, stepOtherSgemmSplit: other,
+                      loadAverageAtStart: load)
     }
 
     /// GFLOP/s of a register-resident FMA loop on `threads` pool workers: 12 independent SIMD8
@@ -132,23 +145,31 @@ public enum RuntimeBenchmark {
     }
 
     /// Forward-only and forward+backward timings (best of `repetitions`), then one profiled step.
-    public static func measureStep(_ config: SyntheticStepConfig, repetitions: Int) -> StepResult {
+    public static func measureStep(_ config: SyntheticStepConfig, repetitions: Int, profile: Bool = true) -> StepResult {
         let model = SyntheticLLaMAStep(config)
         let tokens = Double(config.batch * config.sequence)
         model.forward()
-        var forwardBest = Double.infinity
+        var forwardBest = Double.infinity, forwardCPU = Double.infinity
         for _ in 0..<max(1, repetitions) {
-            let start = now()
+            let (start, cpuStart) = (now(), processCPUSeconds())
             model.forward()
             forwardBest = min(forwardBest, now() - start)
+            forwardCPU = min(forwardCPU, processCPUSeconds() - cpuStart)
         }
         model.backward()
-        var stepBest = Double.infinity
+        var stepBest = Double.infinity, stepCPU = Double.infinity
         for _ in 0..<max(1, repetitions) {
-            let start = now()
+            let (start, cpuStart) = (now(), processCPUSeconds())
             model.forward()
             model.backward()
             stepBest = min(stepBest, now() - start)
+            stepCPU = min(stepCPU, processCPUSeconds() - cpuStart)
+        }
+        guard profile else {
+            return StepResult(description: config.description, sgemmSplit: BLASThreads.sgemmSplit.rawValue,
+                              forwardSeconds: forwardBest, forwardTokensPerSecond: tokens / forwardBest,
+                              stepSeconds: stepBest, stepTokensPerSecond: tokens / stepBest,
+                              forwardCPUSeconds: forwardCPU, stepCPUSeconds: stepCPU, kernels: [])
         }
         let wasEnabled = Profiler.isEnabled
         Profiler.reset()
@@ -163,9 +184,11 @@ public enum RuntimeBenchmark {
                                share: $0.value.seconds / profiledSeconds) }
             .sorted { $0.seconds > $1.seconds }
         Profiler.reset()
-        return StepResult(description: config.description, forwardSeconds: forwardBest,
+        return StepResult(description: config.description, sgemmSplit: BLASThreads.sgemmSplit.rawValue,
+                          forwardSeconds: forwardBest,
                           forwardTokensPerSecond: tokens / forwardBest, stepSeconds: stepBest,
-                          stepTokensPerSecond: tokens / stepBest, kernels: kernels)
+                          stepTokensPerSecond: tokens / stepBest, forwardCPUSeconds: forwardCPU,
+                          stepCPUSeconds: stepCPU, kernels: kernels)
     }
 
     /// The report as aligned text.
@@ -182,10 +205,15 @@ public enum RuntimeBenchmark {
             lines.append("  \(shape)  \(f(s.gflopsOneThread).leftPad(8))   \(f(s.gflopsPool).leftPad(10))   \(f(s.gflopsOpenBLASThreads).leftPad(16))")
         }
         if let step = report.step {
-            lines.append("synthetic step: \(step.description)")
-            lines.append("  forward:          \(f(step.forwardSeconds, 3)) s = \(f(step.forwardTokensPerSecond)) tok/s")
-            lines.append("  forward+backward: \(f(step.stepSeconds, 3)) s = \(f(step.stepTokensPerSecond)) tok/s")
-            lines.append("  profiled forward+backward by kernel (share of the step):")
+            lines.append(step.description)
+            for result in [step] + (report.stepOtherSgemmSplit.map { [$0] } ?? []) {
+                lines.append("  sgemm split \(result.sgemmSplit):")
+                lines.append("    forward:          \(f(result.forwardSeconds, 3)) s = \(f(result.forwardTokensPerSecond)) tok/s"
+                             + "  (CPU \(f(result.forwardCPUSeconds, 3)) s)")
+                lines.append("    forward+backward: \(f(result.stepSeconds, 3)) s = \(f(result.stepTokensPerSecond)) tok/s"
+                             + "  (CPU \(f(result.stepCPUSeconds, 3)) s)")
+            }
+            lines.append("  profiled forward+backward (sgemm split \(step.sgemmSplit)) by kernel, share of the step:")
             for k in step.kernels {
                 lines.append("    \(k.name.padding(toLength: 20, withPad: " ", startingAt: 0)) \(f(k.seconds, 3).leftPad(7)) s "
                              + "\(f(100 * k.share).leftPad(5)) %  \(k.calls) calls")
@@ -195,6 +223,17 @@ public enum RuntimeBenchmark {
     }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        #if os(Linux)
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        #else
+        getrusage(RUSAGE_SELF, &usage)
+        #endif
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) * 1e-6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
 
     static func loadAverage() -> Double {
         guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),

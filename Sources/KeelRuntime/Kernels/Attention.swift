@@ -103,11 +103,7 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
                             let p = probs + r * cols, dp = dprobs + r * cols
                             let visible = rowStart + r + 1, rowLSE = lseh[rowStart + r], delta = rowDelta[r]
                             expShifted(p, visible, shift: rowLSE)
-                            let deltas = SIMD8<Float>(repeating: delta)
-                            forEachVector(0, visible) { j, lanes in
-                                let pj = load8(p + j, lanes: lanes)
-                                store8(pj * (load8(dp + j, lanes: lanes) - deltas), dp + j, lanes: lanes)
-                            }
+                            for j in 0..<visible { dp[j] = p[j] * (dp[j] - delta) }
                             for j in visible..<cols { p[j] = 0; dp[j] = 0 }
                         }
                         // dq[rows] += scale · dS · k[0..<cols]

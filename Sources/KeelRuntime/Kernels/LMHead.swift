@@ -4,7 +4,7 @@ import Foundation
 //     logp[n] = (h[n] · Wᵀ)[target[n]] − logsumexp_v (h[n] · Wᵀ)[v]
 // The [N, V] logits (1024 × 49152 floats = 192 MiB for a 4×256 batch) are never stored: the vocabulary
 // is cut into tiles of `LMHeadTiling.vocabTile` rows of W and the tokens into chunks of `rowChunk`; one
-// sgemm fills a rowChunk × vocabTile block of logits (512 KiB, cache resident) and an online
+// sgemm fills a rowChunk × vocabTile block of logits (1 MiB, L2 resident) and an online
 // log-sum-exp (running max and rescaled sum, as in Milakov & Gimelshein 2018) folds it in.
 // The vocabulary tiles are grouped into a fixed number of contiguous blocks (4 per thread, handed to
 // whichever thread is free); each block's partial (max, sum) and dh are merged in block order, so the
@@ -18,7 +18,7 @@ public let ignoreIndex: Int32 = -1
 public struct LMHeadTiling: Sendable {
     public var rowChunk: Int
     public var vocabTile: Int
-    public init(rowChunk: Int = 512, vocabTile: Int = 256) {
+    public init(rowChunk: Int = 1024, vocabTile: Int = 256) {
         self.rowChunk = rowChunk
         self.vocabTile = vocabTile
     }
@@ -124,10 +124,7 @@ public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: Unsa
                             let i = r0 + r, row = grad + r * width
                             let rowLSE = lsec[i], scale = -dlogpc[i]
                             expShifted(row, width, shift: rowLSE)
-                            let scales = SIMD8<Float>(repeating: scale)
-                            forEachVector(0, width) { j, lanes in
-                                store8(scales * load8(row + j, lanes: lanes), row + j, lanes: lanes)
-                            }
+                            for j in 0..<width { row[j] *= scale }
                             let target = Int(rows.targets[i])
                             if target >= v0 && target < v0 + width { row[target - v0] += dlogpc[i] }
                         }

@@ -5,13 +5,22 @@
 // into contiguous row blocks, one sgemm per block. No block reduces over another's rows, so the
 // result does not depend on timing, and OpenBLAS's spinning threads never compete with the pool's.
 
-/// `C = alpha · op(A) · op(B) + beta · C` with the rows of C split over `ThreadPool.shared`
-/// (over columns when C has fewer rows than columns and too few for two 32-row blocks per thread).
+/// `C = alpha · op(A) · op(B) + beta · C` on all cores: by default with the rows of C split over `ThreadPool.shared`
+/// (over columns when C has fewer rows than columns and too few for two 32-row blocks per thread);
+/// with `BLASThreads.sgemmSplit = .openBLAS`, as one call on OpenBLAS's own threads. Call it only from
+/// outside a ThreadPool body (inside one, use a single-threaded `sgemm` per block).
 /// op(A) [M,K], op(B) [K,N], C [M,N], row-major with row strides lda/ldb/ldc.
 public func parallelSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float = 1,
                           _ A: UnsafePointer<Float>, lda: Int, _ B: UnsafePointer<Float>, ldb: Int,
                           beta: Float, _ C: UnsafeMutablePointer<Float>, ldc: Int) {
     let pool = ThreadPool.shared
+    if BLASThreads.sgemmSplit == .openBLAS && pool.threadCount > 1 {
+        BLASThreads.count = pool.threadCount
+        sgemm(transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A, lda: lda, B, ldb: ldb,
+              beta: beta, C, ldc: ldc)
+        BLASThreads.count = 1
+        return
+    }
     // Two blocks per thread balance the load when another process slows one core, at the price of
     // packing op(B) once more per block; blocks keep ≥ 32 rows so OpenBLAS's micro-kernels stay efficient.
     let minRows = 32, wanted = 2 * pool.threadCount

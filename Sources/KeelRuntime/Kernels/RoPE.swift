@@ -65,11 +65,11 @@ private func ropeRotate(_ x: UnsafeMutablePointer<Float>, _ table: RoPETable,
                     let c = cosBase + pos * half, s = sinBase + pos * half
                     for h in 0..<NH {
                         let v = x + (bt * NH + h) * D
-                        forEachVector(0, half) { i, lanes in
-                            let a = load8(v + i, lanes: lanes), b = load8(v + i + half, lanes: lanes)
-                            let ci = load8(c + i, lanes: lanes), si = sign * load8(s + i, lanes: lanes)
-                            store8(a * ci - b * si, v + i, lanes: lanes)
-                            store8(b * ci + a * si, v + i + half, lanes: lanes)
+                        let first = v, second = v + half
+                        for i in 0..<half {
+                            let a = first[i], b = second[i], si = sign * s[i]
+                            first[i] = a * c[i] - b * si
+                            second[i] = b * c[i] + a * si
                         }
                     }
                 }

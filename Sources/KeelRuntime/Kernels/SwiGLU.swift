@@ -7,9 +7,9 @@ public func swigluForward(_ out: UnsafeMutablePointer<Float>, _ gate: UnsafePoin
     let token = Profiler.begin()
     defer { Profiler.end("swiglu.forward", token) }
     ThreadPool.shared.parallelFor(count, grain: 4096) { range in
-        forEachVector(range.lowerBound, range.upperBound) { i, lanes in
-            let g = load8(gate + i, lanes: lanes)
-            store8(g * fastSigmoid(g) * load8(up + i, lanes: lanes), out + i, lanes: lanes)
+        for i in range {
+            let g = gate[i]
+            out[i] = g * fastSigmoid(g) * up[i]
         }
     }
 }
@@ -21,11 +21,10 @@ public func swigluBackward(_ dgate: UnsafeMutablePointer<Float>, _ dup: UnsafeMu
     let token = Profiler.begin()
     defer { Profiler.end("swiglu.backward", token) }
     ThreadPool.shared.parallelFor(count, grain: 4096) { range in
-        forEachVector(range.lowerBound, range.upperBound) { i, lanes in
-            let g = load8(gate + i, lanes: lanes), s = fastSigmoid(g), dy = load8(dout + i, lanes: lanes)
-            let dsilu = s * (1 + g * (1 - s))
-            store8(load8(dgate + i, lanes: lanes) + dy * load8(up + i, lanes: lanes) * dsilu, dgate + i, lanes: lanes)
-            store8(load8(dup + i, lanes: lanes) + dy * g * s, dup + i, lanes: lanes)
+        for i in range {
+            let g = gate[i], s = fastSigmoid(g), dy = dout[i]
+            dgate[i] += dy * up[i] * s * (1 + g * (1 - s))
+            dup[i] += dy * g * s
         }
     }
 }

@@ -1,7 +1,8 @@
 // The fused transformer kernels as differentiable `Tensor` ops (see Autodiff.swift for the contract):
 // each op runs its forward kernel eagerly and records a closure that runs the backward kernel.
 // Gradients are returned in fresh buffers (the kernels accumulate, so they start from zeros);
-// inputs that do not require grad get `nil` and cost no backward work.
+// inputs that do not require grad get `nil` and cost no backward work. Closures save detached views
+// of what backward reads and the requiresGrad flags as they were at forward time.
 
 extension Tensor {
     /// Linear layer without bias in the PyTorch/HF layout, sgemm split over `ThreadPool.shared`:
@@ -11,13 +12,14 @@ extension Tensor {
                      "linear: input \(shape) does not match weight [out, in] = \(weight.shape)")
         let (C, OC) = (weight.shape[1], weight.shape[0])
         let N = count / Swift.max(C, 1)
-        let x = self
         let out = Tensor(uninitialized: Array(shape.dropLast()) + [OC])
-        matmulForward(out.pointer, x.pointer, weight.pointer, N: N, C: C, OC: OC)
-        return Tensor.record(op: "linear", inputs: [x, weight], output: out) { g in
-            let dx = x.requiresGrad ? Tensor(zeros: x.shape) : nil
-            let dw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil
-            matmulBackward(dx?.pointer, dw?.pointer, g.pointer, x.pointer, weight.pointer, N: N, C: C, OC: OC)
+        matmulForward(out.pointer, pointer, weight.pointer, N: N, C: C, OC: OC)
+        let (x, w) = (detached(), weight.detached())
+        let (needX, needW) = (requiresGrad, weight.requiresGrad)
+        return Tensor.record(op: "linear", inputs: [self, weight], output: out) { g in
+            let dx = needX ? Tensor(zeros: x.shape) : nil
+            let dw = needW ? Tensor(zeros: w.shape) : nil
+            matmulBackward(dx?.pointer, dw?.pointer, g.pointer, x.pointer, w.pointer, N: N, C: C, OC: OC)
             return [dx, dw]
         }
     }
@@ -28,13 +30,14 @@ extension Tensor {
                      "rmsNorm: weight \(weight.shape) does not match the last axis of \(shape)")
         let C = weight.count
         let N = count / Swift.max(C, 1)
-        let x = self
         let out = Tensor(uninitialized: shape), rstd = Tensor(uninitialized: [N])
-        rmsnormForward(out.pointer, rstd.pointer, x.pointer, weight.pointer, N: N, C: C, eps: eps)
-        return Tensor.record(op: "rmsNorm", inputs: [x, weight], output: out) { g in
-            let dx = x.requiresGrad ? Tensor(zeros: x.shape) : nil
-            let dw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil
-            rmsnormBackward(dx?.pointer, dw?.pointer, g.pointer, x.pointer, weight.pointer, rstd.pointer, N: N, C: C)
+        rmsnormForward(out.pointer, rstd.pointer, pointer, weight.pointer, N: N, C: C, eps: eps)
+        let (x, w) = (detached(), weight.detached())
+        let (needX, needW) = (requiresGrad, weight.requiresGrad)
+        return Tensor.record(op: "rmsNorm", inputs: [self, weight], output: out) { g in
+            let dx = needX ? Tensor(zeros: x.shape) : nil
+            let dw = needW ? Tensor(zeros: w.shape) : nil
+            rmsnormBackward(dx?.pointer, dw?.pointer, g.pointer, x.pointer, w.pointer, rstd.pointer, N: N, C: C)
             return [dx, dw]
         }
     }
@@ -44,10 +47,9 @@ extension Tensor {
     public func rotaryEmbedding(_ table: RoPETable, positionOffset: Int = 0) -> Tensor {
         precondition(rank == 4, "rotaryEmbedding: expected [batch, time, heads, headDim], got \(shape)")
         let (B, T, NH, D) = (shape[0], shape[1], shape[2], shape[3])
-        let x = self
-        let out = x.copy()
+        let out = copy()
         ropeForward(out.pointer, table, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset)
-        return Tensor.record(op: "rotaryEmbedding", inputs: [x], output: out) { g in
+        return Tensor.record(op: "rotaryEmbedding", inputs: [self], output: out) { g in
             let dx = g.copy()
             ropeBackward(dx.pointer, table, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset)
             return [dx]
@@ -64,12 +66,13 @@ extension Tensor {
         let (B, T, NH, NKV, D) = (q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3])
         let out = Tensor(uninitialized: q.shape), lse = Tensor(uninitialized: [B, NH, T])
         attentionForward(out.pointer, lse.pointer, q.pointer, k.pointer, v.pointer, B: B, T: T, NH: NH, NKV: NKV, D: D)
-        let saved = out.detached()
+        let (savedQ, savedK, savedV, savedOut) = (q.detached(), k.detached(), v.detached(), out.detached())
+        let needs = (q.requiresGrad, k.requiresGrad, v.requiresGrad)
         return record(op: "causalAttention", inputs: [q, k, v], output: out) { g in
-            let dq = Tensor(zeros: q.shape), dk = Tensor(zeros: k.shape), dv = Tensor(zeros: v.shape)
-            attentionBackward(dq.pointer, dk.pointer, dv.pointer, g.pointer, q.pointer, k.pointer, v.pointer,
-                              saved.pointer, lse.pointer, B: B, T: T, NH: NH, NKV: NKV, D: D)
-            return [q.requiresGrad ? dq : nil, k.requiresGrad ? dk : nil, v.requiresGrad ? dv : nil]
+            let dq = Tensor(zeros: savedQ.shape), dk = Tensor(zeros: savedK.shape), dv = Tensor(zeros: savedV.shape)
+            attentionBackward(dq.pointer, dk.pointer, dv.pointer, g.pointer, savedQ.pointer, savedK.pointer,
+                              savedV.pointer, savedOut.pointer, lse.pointer, B: B, T: T, NH: NH, NKV: NKV, D: D)
+            return [needs.0 ? dq : nil, needs.1 ? dk : nil, needs.2 ? dv : nil]
         }
     }
 
@@ -78,10 +81,12 @@ extension Tensor {
         precondition(gate.shape == up.shape, "swiglu: gate \(gate.shape) and up \(up.shape) differ")
         let out = Tensor(uninitialized: gate.shape)
         swigluForward(out.pointer, gate.pointer, up.pointer, count: gate.count)
+        let (savedGate, savedUp) = (gate.detached(), up.detached())
+        let needs = (gate.requiresGrad, up.requiresGrad)
         return record(op: "swiglu", inputs: [gate, up], output: out) { g in
-            let dgate = Tensor(zeros: gate.shape), dup = Tensor(zeros: up.shape)
-            swigluBackward(dgate.pointer, dup.pointer, g.pointer, gate.pointer, up.pointer, count: gate.count)
-            return [gate.requiresGrad ? dgate : nil, up.requiresGrad ? dup : nil]
+            let dgate = Tensor(zeros: savedGate.shape), dup = Tensor(zeros: savedUp.shape)
+            swigluBackward(dgate.pointer, dup.pointer, g.pointer, savedGate.pointer, savedUp.pointer, count: savedGate.count)
+            return [needs.0 ? dgate : nil, needs.1 ? dup : nil]
         }
     }
 
@@ -99,17 +104,18 @@ extension Tensor {
                          "targetLogProbs: target \(t) at row \(n) is neither \(ignoreIndex) nor in 0..<\(V)")
         }
         let ids = targets.map { Int32($0) }
-        let h = self
         let logp = Tensor(uninitialized: Array(shape.dropLast())), lse = Tensor(uninitialized: [N])
         ids.withUnsafeBufferPointer {
-            lmHeadLogProbForward(logp.pointer, lse.pointer, h.pointer, weight.pointer, $0.baseAddress!,
+            lmHeadLogProbForward(logp.pointer, lse.pointer, pointer, weight.pointer, $0.baseAddress!,
                                  N: N, C: C, V: V, tiling: tiling)
         }
-        return Tensor.record(op: "targetLogProbs", inputs: [h, weight], output: logp) { g in
-            let dh = h.requiresGrad ? Tensor(zeros: h.shape) : nil
-            let dw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil
+        let (h, w) = (detached(), weight.detached())
+        let (needH, needW) = (requiresGrad, weight.requiresGrad)
+        return Tensor.record(op: "targetLogProbs", inputs: [self, weight], output: logp) { g in
+            let dh = needH ? Tensor(zeros: h.shape) : nil
+            let dw = needW ? Tensor(zeros: w.shape) : nil
             ids.withUnsafeBufferPointer {
-                lmHeadLogProbBackward(dh?.pointer, dw?.pointer, g.pointer, h.pointer, weight.pointer, $0.baseAddress!,
+                lmHeadLogProbBackward(dh?.pointer, dw?.pointer, g.pointer, h.pointer, w.pointer, $0.baseAddress!,
                                       lse.pointer, N: N, C: C, V: V, tiling: tiling)
             }
             return [dh, dw]
