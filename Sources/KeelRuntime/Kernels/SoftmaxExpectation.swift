@@ -112,11 +112,9 @@ public func softmaxExpectationBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW:
                         for r in 0..<height {
                             let i = r0 + r, row = grad + r * width
                             expShifted(row, width, shift: lsec[i])
-                            let scale = SIMD8<Float>(repeating: dEc[i]), mean = SIMD8<Float>(repeating: Ec[i])
-                            forEachVector(0, width) { j, lanes in
-                                let centred = load8(q + v0 + j, lanes: lanes) - mean
-                                store8(scale * load8(row + j, lanes: lanes) * centred, row + j, lanes: lanes)
-                            }
+                            // ∂L/∂logit_v = dE · p_v · (q_v − E); a plain loop, which auto-vectorises.
+                            let scale = dEc[i], mean = Ec[i], qTile = q + v0
+                            for j in 0..<width { row[j] = scale * row[j] * (qTile[j] - mean) }
                         }
                         if dh != nil {
                             sgemm(transA: false, transB: false, M: height, N: C, K: width, alpha: 1,

@@ -1,8 +1,7 @@
-import COpenBLAS
-
-/// Row-major single-precision GEMM of contiguous matrices through OpenBLAS: C = op(A) · op(B),
+/// Row-major single-precision GEMM of contiguous matrices: C = op(A) · op(B),
 /// op(A): [m, k] (A stored [k, m] when transposeA), op(B): [k, n] (B stored [n, k] when transposeB),
-/// C: [m, n].
+/// C: [m, n]. Goes through the kernels' `parallelSgemm`, so tensor-level products share the thread
+/// pool, the deterministic split and the OpenBLAS kernel selection of the fused kernels.
 private func contiguousGemm(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                             m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool) {
     guard m > 0, n > 0 else { return }
@@ -10,9 +9,8 @@ private func contiguousGemm(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>
         c.update(repeating: 0, count: m * n)
         return
     }
-    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), 1, a, Int32(transposeA ? m : k), b,
-                Int32(transposeB ? k : n), 0, c, Int32(n))
+    parallelSgemm(transA: transposeA, transB: transposeB, M: m, N: n, K: k, a, lda: transposeA ? m : k,
+                  b, ldb: transposeB ? k : n, beta: 0, c, ldc: n)
 }
 
 extension Tensor {
