@@ -13,11 +13,11 @@ public final class LlamaModel {
     public let config: LlamaConfig
     /// Trainable tensors under their HF names in state-dict order; the tied LM head is the embedding.
     public let parameters: Parameters
-    private let embedding: Tensor
-    private let finalNorm: Tensor
-    private let lmHead: Tensor
-    private let layers: [LayerWeights]
-    private let rope: RoPETable
+    let embedding: Tensor
+    let finalNorm: Tensor
+    let lmHead: Tensor
+    let layers: [LayerWeights]
+    let rope: RoPETable
 
     struct LayerWeights {
         let inputNorm, qProj, kProj, vProj, oProj, postAttentionNorm, gateProj, upProj, downProj: Tensor
@@ -104,6 +104,12 @@ public final class LlamaModel {
     /// stream after the attention block; the SwiGLU product is recomputed in backward instead of stored.
     struct LayerActivations {
         let input, norm1, rstd1, q, k, v, attention, lse, mid, norm2, rstd2, gate, up: Tensor
+
+        /// The same buffers reading another input (scratch reuse in the no-grad forward).
+        func with(input: Tensor) -> LayerActivations {
+            LayerActivations(input: input, norm1: norm1, rstd1: rstd1, q: q, k: k, v: v, attention: attention, lse: lse,
+                             mid: mid, norm2: norm2, rstd2: rstd2, gate: gate, up: up)
+        }
     }
 
     struct ForwardState {
@@ -116,46 +122,75 @@ public final class LlamaModel {
     }
 
     private func forward(tokens: [Int32], B: Int, T: Int, saveActivations: Bool) -> ForwardState {
-        let N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads, D = config.headDim
-        let F = config.intermediate, QD = NH * D, KVD = NKV * D
+        let N = B * T, C = config.hidden
         precondition(T <= config.maxPositions, "LlamaModel: sequence length \(T) exceeds the model's \(config.maxPositions) positions")
-        var x = Tensor(uninitialized: [N, C])
-        tokens.withUnsafeBufferPointer { embeddingForward(x.pointer, $0.baseAddress!, embedding.pointer, N: N, C: C, V: config.vocab) }
+        var x = embed(tokens)
         var saved: [LayerActivations] = []
+        // Without saved activations one set of scratch buffers serves every layer.
+        let shared = saveActivations ? nil : makeActivations(B: B, T: T, input: x)
         for w in layers {
-            let a = LayerActivations(
-                input: x, norm1: Tensor(uninitialized: [N, C]), rstd1: Tensor(uninitialized: [N]),
-                q: Tensor(uninitialized: [N, QD]), k: Tensor(uninitialized: [N, KVD]), v: Tensor(uninitialized: [N, KVD]),
-                attention: Tensor(uninitialized: [N, QD]), lse: Tensor(uninitialized: [B, NH, T]),
-                mid: Tensor(uninitialized: [N, C]), norm2: Tensor(uninitialized: [N, C]), rstd2: Tensor(uninitialized: [N]),
-                gate: Tensor(uninitialized: [N, F]), up: Tensor(uninitialized: [N, F]))
-            // Attention block: mid = x + Wo · attention(rope(Wq·n1), rope(Wk·n1), Wv·n1), n1 = rmsnorm(x)
-            rmsnormForward(a.norm1.pointer, a.rstd1.pointer, x.pointer, w.inputNorm.pointer, N: N, C: C, eps: config.rmsEps)
-            matmulForward(a.q.pointer, a.norm1.pointer, w.qProj.pointer, N: N, C: C, OC: QD)
-            matmulForward(a.k.pointer, a.norm1.pointer, w.kProj.pointer, N: N, C: C, OC: KVD)
-            matmulForward(a.v.pointer, a.norm1.pointer, w.vProj.pointer, N: N, C: C, OC: KVD)
-            ropeForward(a.q.pointer, rope, B: B, T: T, NH: NH, D: D)
-            ropeForward(a.k.pointer, rope, B: B, T: T, NH: NKV, D: D)
-            attentionForward(a.attention.pointer, a.lse.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
-                             B: B, T: T, NH: NH, NKV: NKV, D: D)
-            matmulForward(a.mid.pointer, a.attention.pointer, w.oProj.pointer, N: N, C: QD, OC: C)
-            add(a.mid.pointer, x.pointer, count: N * C)
-            // MLP block: out = mid + Wd · (silu(Wg·n2) ∘ Wu·n2), n2 = rmsnorm(mid)
-            rmsnormForward(a.norm2.pointer, a.rstd2.pointer, a.mid.pointer, w.postAttentionNorm.pointer, N: N, C: C, eps: config.rmsEps)
-            matmulForward(a.gate.pointer, a.norm2.pointer, w.gateProj.pointer, N: N, C: C, OC: F)
-            matmulForward(a.up.pointer, a.norm2.pointer, w.upProj.pointer, N: N, C: C, OC: F)
-            let product = a.gate  // without saved activations, silu(gate)∘up overwrites gate in place
-            let act = saveActivations ? Tensor(uninitialized: [N, F]) : product
-            swigluForward(act.pointer, a.gate.pointer, a.up.pointer, count: N * F)
-            let out = Tensor(uninitialized: [N, C])
-            matmulForward(out.pointer, act.pointer, w.downProj.pointer, N: N, C: F, OC: C)
-            add(out.pointer, a.mid.pointer, count: N * C)
+            let a = shared.map { $0.with(input: x) } ?? makeActivations(B: B, T: T, input: x)
+            x = layerForward(w, a, B: B, T: T, positionOffset: 0, keepGate: saveActivations) { a in
+                attentionForward(a.attention.pointer, a.lse.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
+                                 B: B, T: T, NH: config.heads, NKV: config.kvHeads, D: config.headDim)
+            }
             if saveActivations { saved.append(a) }
-            x = out
         }
         let output = Tensor(uninitialized: [N, C]), finalRstd = Tensor(uninitialized: [N])
         rmsnormForward(output.pointer, finalRstd.pointer, x.pointer, finalNorm.pointer, N: N, C: C, eps: config.rmsEps)
         return ForwardState(tokens: tokens, B: B, T: T, layers: saved, final: x, finalRstd: finalRstd, output: output)
+    }
+
+    /// [N, C] token embeddings. Ids must be in 0..<V (callers validate user data; the kernel traps otherwise).
+    func embed(_ tokens: [Int32]) -> Tensor {
+        let x = Tensor(uninitialized: [tokens.count, config.hidden])
+        tokens.withUnsafeBufferPointer {
+            embeddingForward(x.pointer, $0.baseAddress!, embedding.pointer, N: tokens.count, C: config.hidden, V: config.vocab)
+        }
+        return x
+    }
+
+    /// Uninitialised buffers for one layer over B×T rows.
+    func makeActivations(B: Int, T: Int, input: Tensor) -> LayerActivations {
+        let N = B * T, C = config.hidden, F = config.intermediate
+        let QD = config.heads * config.headDim, KVD = config.kvHeads * config.headDim
+        return LayerActivations(
+            input: input, norm1: Tensor(uninitialized: [N, C]), rstd1: Tensor(uninitialized: [N]),
+            q: Tensor(uninitialized: [N, QD]), k: Tensor(uninitialized: [N, KVD]), v: Tensor(uninitialized: [N, KVD]),
+            attention: Tensor(uninitialized: [N, QD]), lse: Tensor(uninitialized: [B, config.heads, T]),
+            mid: Tensor(uninitialized: [N, C]), norm2: Tensor(uninitialized: [N, C]), rstd2: Tensor(uninitialized: [N]),
+            gate: Tensor(uninitialized: [N, F]), up: Tensor(uninitialized: [N, F]))
+    }
+
+    /// One decoder layer over B×T rows at positions positionOffset + t; returns the residual stream
+    /// leaving it [N,C]. `attend` fills `a.attention` from the rotated `a.q`, `a.k`, `a.v` (the causal
+    /// kernel during training, the KV cache during generation). With `keepGate` false the SwiGLU
+    /// product overwrites `a.gate` (backward needs gate, so training keeps it).
+    func layerForward(_ w: LayerWeights, _ a: LayerActivations, B: Int, T: Int, positionOffset: Int, keepGate: Bool,
+                      attend: (LayerActivations) -> Void) -> Tensor {
+        let N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads, D = config.headDim
+        let F = config.intermediate, QD = NH * D, KVD = NKV * D
+        let x = a.input
+        // Attention block: mid = x + Wo · attention(rope(Wq·n1), rope(Wk·n1), Wv·n1), n1 = rmsnorm(x)
+        rmsnormForward(a.norm1.pointer, a.rstd1.pointer, x.pointer, w.inputNorm.pointer, N: N, C: C, eps: config.rmsEps)
+        matmulForward(a.q.pointer, a.norm1.pointer, w.qProj.pointer, N: N, C: C, OC: QD)
+        matmulForward(a.k.pointer, a.norm1.pointer, w.kProj.pointer, N: N, C: C, OC: KVD)
+        matmulForward(a.v.pointer, a.norm1.pointer, w.vProj.pointer, N: N, C: C, OC: KVD)
+        ropeForward(a.q.pointer, rope, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset)
+        ropeForward(a.k.pointer, rope, B: B, T: T, NH: NKV, D: D, positionOffset: positionOffset)
+        attend(a)
+        matmulForward(a.mid.pointer, a.attention.pointer, w.oProj.pointer, N: N, C: QD, OC: C)
+        add(a.mid.pointer, x.pointer, count: N * C)
+        // MLP block: out = mid + Wd · (silu(Wg·n2) ∘ Wu·n2), n2 = rmsnorm(mid)
+        rmsnormForward(a.norm2.pointer, a.rstd2.pointer, a.mid.pointer, w.postAttentionNorm.pointer, N: N, C: C, eps: config.rmsEps)
+        matmulForward(a.gate.pointer, a.norm2.pointer, w.gateProj.pointer, N: N, C: C, OC: F)
+        matmulForward(a.up.pointer, a.norm2.pointer, w.upProj.pointer, N: N, C: C, OC: F)
+        let act = keepGate ? Tensor(uninitialized: [N, F]) : a.gate
+        swigluForward(act.pointer, a.gate.pointer, a.up.pointer, count: N * F)
+        let out = Tensor(uninitialized: [N, C])
+        matmulForward(out.pointer, act.pointer, w.downProj.pointer, N: N, C: F, OC: C)
+        add(out.pointer, a.mid.pointer, count: N * C)
+        return out
     }
 
     // MARK: Backward
@@ -221,7 +256,7 @@ public final class LlamaModel {
 }
 
 /// x += y over `count` floats.
-private func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
+func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
     ThreadPool.shared.parallelFor(count, grain: 16_384) { range in
         for i in range { x[i] += y[i] }
     }
