@@ -87,11 +87,21 @@ public final class LlamaModel {
         return (perPosition.sum(axes: [1]), batch.completionCounts)
     }
 
-    /// Logits [R, V] of the last real position of each row (generation).
+    /// Logits [R, V] of the last real position of each row.
     public func lastLogits(_ batch: SequenceBatch) -> Tensor {
+        logits(batch, rows: batch.sequenceLengths.enumerated().map { $0.offset * batch.length + $0.element - 1 })
+    }
+
+    /// Logits [B·T, V] of every position, as HF's forward returns them (evaluation, benchmarks); the
+    /// buffer is large (192 MiB for 4 × 256 positions of a 49152-word vocabulary).
+    public func logits(_ batch: SequenceBatch) -> Tensor {
+        logits(batch, rows: Array(0..<batch.rows * batch.length))
+    }
+
+    /// Logits [rows.count, V] of the given rows of the flattened [B·T] positions; no gradient.
+    private func logits(_ batch: SequenceBatch, rows: [Int]) -> Tensor {
         withNoGrad {
             let forward = self.forward(tokens: batch.tokens, B: batch.rows, T: batch.length, saveActivations: false)
-            let rows = batch.sequenceLengths.enumerated().map { $0.offset * batch.length + $0.element - 1 }
             let logits = Tensor(uninitialized: [rows.count, config.vocab])
             lmHeadLogits(logits.pointer, forward.output.pointer, rows: rows, lmHead.pointer, C: config.hidden, V: config.vocab)
             return logits
