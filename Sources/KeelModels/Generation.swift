@@ -55,10 +55,10 @@ extension LlamaModel {
             let T = tokens.count, P = cache.count, C = config.hidden
             let KVD = config.kvHeads * config.headDim
             var x = embed(tokens.map { Int32($0) })
-            let scratch = makeActivations(B: 1, T: T, input: x)
+            let scratch = makeActivations(B: 1, T: T, input: x, forBackward: false)
             for (index, w) in layers.enumerated() {
                 let keys = cache.keys[index], values = cache.values[index]
-                x = layerForward(w, scratch.with(input: x), B: 1, T: T, positionOffset: P, keepGate: false) { a in
+                x = layerForward(w, scratch.with(input: x), B: 1, T: T, positionOffset: P) { a in
                     (keys.pointer + P * KVD).update(from: a.k.pointer, count: T * KVD)
                     (values.pointer + P * KVD).update(from: a.v.pointer, count: T * KVD)
                     cachedAttentionForward(a.attention.pointer, a.q.pointer, keys.pointer, values.pointer, T: T,
