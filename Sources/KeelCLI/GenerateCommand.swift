@@ -45,17 +45,16 @@ struct GenerateCommand: ParsableCommand {
         if chat {
             promptIDs = try tokenizer.encodeChat([KeelModels.ChatMessage(role: .user, content: prompt)], addGenerationPrompt: true)
             guard let turnEnd = tokenizer.id(forToken: ChatMLTemplate.turnEnd) else {
-                throw ValidationError("\(model): the vocabulary has no \(ChatMLTemplate.turnEnd) token to end the reply")
+                throw GenerationError("\(model): the vocabulary has no \(ChatMLTemplate.turnEnd) token to end the reply")
             }
             stopTokens.insert(turnEnd)
         } else {
             promptIDs = tokenizer.encode(prompt)
         }
-        guard !promptIDs.isEmpty else { throw ValidationError("the prompt is empty") }
+        guard !promptIDs.isEmpty else { throw GenerationError("the prompt is empty") }
 
-        var options = GenerationOptions(maxNewTokens: maxTokens, stopTokenIDs: stopTokens,
+        let options = GenerationOptions(maxNewTokens: maxTokens, stopTokenIDs: stopTokens,
                                         sampling: SamplingOptions(temperature: temperature, topP: topP), seed: seed)
-        options.maxNewTokens = min(maxTokens, max(llama.config.maxPositions - promptIDs.count, 0))
         var printer = Utf8StreamPrinter()
         let start = Date()
         let result = try llama.generate(prompt: promptIDs, options: options) { id in

@@ -91,11 +91,11 @@ struct ScoreCommand: ParsableCommand {
     /// string "chosen", TRL's preference format otherwise.
     private func readPairs() throws -> [PreferencePair] {
         guard let contents = FileManager.default.contents(atPath: data) else {
-            throw ValidationError("\(data): cannot read the file")
+            throw DataError(["\(data): cannot read the file"])
         }
         let firstLine = contents.split(separator: UInt8(ascii: "\n")).first { !$0.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D } }
         guard let firstLine, let object = try? JSONSerialization.jsonObject(with: Data(firstLine)) as? [String: Any] else {
-            throw ValidationError("\(data): the first line is not a JSON object; expected HH {\"chosen\", \"rejected\"} or TRL {\"prompt\", \"chosen\", \"rejected\"} lines")
+            throw DataError(["\(data): the first non-blank line is not a JSON object; expected HH {\"chosen\", \"rejected\"} or TRL {\"prompt\", \"chosen\", \"rejected\"} lines"])
         }
         let isHH = object["prompt"] == nil && object["chosen"] is String
         var dataset = Dataset()
