@@ -7,7 +7,7 @@ struct KeelCommand: ParsableCommand {
         commandName: "keel",
         abstract: "Align language models with human preferences (DPO, SimPO, TR-DPO, POET, VAR, DEFT, …).",
         version: Keel.version,
-        subcommands: [ValidateCommand.self, PlanCommand.self, PluginsCommand.self, BenchCommand.self])
+        subcommands: [ValidateCommand.self, PlanCommand.self, PluginsCommand.self, BenchCommand.self, GenerateCommand.self, ScoreCommand.self])
 }
 
 KeelCommand.main()

@@ -13,11 +13,13 @@ public final class LlamaModel {
     public let config: LlamaConfig
     /// Trainable tensors under their HF names in state-dict order; the tied LM head is the embedding.
     public let parameters: Parameters
-    private let embedding: Tensor
-    private let finalNorm: Tensor
-    private let lmHead: Tensor
-    private let layers: [LayerWeights]
-    private let rope: RoPETable
+    let embedding: Tensor
+    let finalNorm: Tensor
+    let lmHead: Tensor
+    let layers: [LayerWeights]
+    let rope: RoPETable
+    /// Gradient storages of the last backward pass, by parameter (see `gradientBuffer(for:zeroed:)`).
+    private var gradientStorages: [ObjectIdentifier: TensorStorage] = [:]
 
     struct LayerWeights {
         let inputNorm, qProj, kProj, vProj, oProj, postAttentionNorm, gateProj, upProj, downProj: Tensor
@@ -87,11 +89,21 @@ public final class LlamaModel {
         return (perPosition.sum(axes: [1]), batch.completionCounts)
     }
 
-    /// Logits [R, V] of the last real position of each row (generation).
+    /// Logits [R, V] of the last real position of each row.
     public func lastLogits(_ batch: SequenceBatch) -> Tensor {
+        logits(batch, rows: batch.sequenceLengths.enumerated().map { $0.offset * batch.length + $0.element - 1 })
+    }
+
+    /// Logits [B·T, V] of every position, as HF's forward returns them (evaluation, benchmarks); the
+    /// buffer is large (192 MiB for 4 × 256 positions of a 49152-word vocabulary).
+    public func logits(_ batch: SequenceBatch) -> Tensor {
+        logits(batch, rows: Array(0..<batch.rows * batch.length))
+    }
+
+    /// Logits [rows.count, V] of the given rows of the flattened [B·T] positions; no gradient.
+    private func logits(_ batch: SequenceBatch, rows: [Int]) -> Tensor {
         withNoGrad {
             let forward = self.forward(tokens: batch.tokens, B: batch.rows, T: batch.length, saveActivations: false)
-            let rows = batch.sequenceLengths.enumerated().map { $0.offset * batch.length + $0.element - 1 }
             let logits = Tensor(uninitialized: [rows.count, config.vocab])
             lmHeadLogits(logits.pointer, forward.output.pointer, rows: rows, lmHead.pointer, C: config.hidden, V: config.vocab)
             return logits
@@ -100,10 +112,18 @@ public final class LlamaModel {
 
     // MARK: Forward
 
-    /// What one layer's backward needs. `input` is the residual stream entering the layer and `mid` the
-    /// stream after the attention block; the SwiGLU product is recomputed in backward instead of stored.
+    /// What one layer's backward needs. `input` is the residual stream entering the layer, `mid` the
+    /// stream after the attention block, `product` = silu(gate)∘up (the down projection's input). Saving
+    /// the product costs N·F floats per layer (6 MiB at 4×256) and spares backward recomputing it.
+    /// Without saved activations `product` is `gate` itself, overwritten in place.
     struct LayerActivations {
-        let input, norm1, rstd1, q, k, v, attention, lse, mid, norm2, rstd2, gate, up: Tensor
+        let input, norm1, rstd1, q, k, v, attention, lse, mid, norm2, rstd2, gate, up, product: Tensor
+
+        /// The same buffers reading another input (scratch reuse in the no-grad forward).
+        func with(input: Tensor) -> LayerActivations {
+            LayerActivations(input: input, norm1: norm1, rstd1: rstd1, q: q, k: k, v: v, attention: attention, lse: lse,
+                             mid: mid, norm2: norm2, rstd2: rstd2, gate: gate, up: up, product: product)
+        }
     }
 
     struct ForwardState {
@@ -116,46 +136,75 @@ public final class LlamaModel {
     }
 
     private func forward(tokens: [Int32], B: Int, T: Int, saveActivations: Bool) -> ForwardState {
-        let N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads, D = config.headDim
-        let F = config.intermediate, QD = NH * D, KVD = NKV * D
+        let N = B * T, C = config.hidden
         precondition(T <= config.maxPositions, "LlamaModel: sequence length \(T) exceeds the model's \(config.maxPositions) positions")
-        var x = Tensor(uninitialized: [N, C])
-        tokens.withUnsafeBufferPointer { embeddingForward(x.pointer, $0.baseAddress!, embedding.pointer, N: N, C: C, V: config.vocab) }
+        var x = embed(tokens)
         var saved: [LayerActivations] = []
+        // Without saved activations one set of scratch buffers serves every layer.
+        let shared = saveActivations ? nil : makeActivations(B: B, T: T, input: x, forBackward: false)
         for w in layers {
-            let a = LayerActivations(
-                input: x, norm1: Tensor(uninitialized: [N, C]), rstd1: Tensor(uninitialized: [N]),
-                q: Tensor(uninitialized: [N, QD]), k: Tensor(uninitialized: [N, KVD]), v: Tensor(uninitialized: [N, KVD]),
-                attention: Tensor(uninitialized: [N, QD]), lse: Tensor(uninitialized: [B, NH, T]),
-                mid: Tensor(uninitialized: [N, C]), norm2: Tensor(uninitialized: [N, C]), rstd2: Tensor(uninitialized: [N]),
-                gate: Tensor(uninitialized: [N, F]), up: Tensor(uninitialized: [N, F]))
-            // Attention block: mid = x + Wo · attention(rope(Wq·n1), rope(Wk·n1), Wv·n1), n1 = rmsnorm(x)
-            rmsnormForward(a.norm1.pointer, a.rstd1.pointer, x.pointer, w.inputNorm.pointer, N: N, C: C, eps: config.rmsEps)
-            matmulForward(a.q.pointer, a.norm1.pointer, w.qProj.pointer, N: N, C: C, OC: QD)
-            matmulForward(a.k.pointer, a.norm1.pointer, w.kProj.pointer, N: N, C: C, OC: KVD)
-            matmulForward(a.v.pointer, a.norm1.pointer, w.vProj.pointer, N: N, C: C, OC: KVD)
-            ropeForward(a.q.pointer, rope, B: B, T: T, NH: NH, D: D)
-            ropeForward(a.k.pointer, rope, B: B, T: T, NH: NKV, D: D)
-            attentionForward(a.attention.pointer, a.lse.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
-                             B: B, T: T, NH: NH, NKV: NKV, D: D)
-            matmulForward(a.mid.pointer, a.attention.pointer, w.oProj.pointer, N: N, C: QD, OC: C)
-            add(a.mid.pointer, x.pointer, count: N * C)
-            // MLP block: out = mid + Wd · (silu(Wg·n2) ∘ Wu·n2), n2 = rmsnorm(mid)
-            rmsnormForward(a.norm2.pointer, a.rstd2.pointer, a.mid.pointer, w.postAttentionNorm.pointer, N: N, C: C, eps: config.rmsEps)
-            matmulForward(a.gate.pointer, a.norm2.pointer, w.gateProj.pointer, N: N, C: C, OC: F)
-            matmulForward(a.up.pointer, a.norm2.pointer, w.upProj.pointer, N: N, C: C, OC: F)
-            let product = a.gate  // without saved activations, silu(gate)∘up overwrites gate in place
-            let act = saveActivations ? Tensor(uninitialized: [N, F]) : product
-            swigluForward(act.pointer, a.gate.pointer, a.up.pointer, count: N * F)
-            let out = Tensor(uninitialized: [N, C])
-            matmulForward(out.pointer, act.pointer, w.downProj.pointer, N: N, C: F, OC: C)
-            add(out.pointer, a.mid.pointer, count: N * C)
+            let a = shared.map { $0.with(input: x) } ?? makeActivations(B: B, T: T, input: x, forBackward: true)
+            x = layerForward(w, a, B: B, T: T, positionOffset: 0) { a in
+                attentionForward(a.attention.pointer, a.lse.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
+                                 B: B, T: T, NH: config.heads, NKV: config.kvHeads, D: config.headDim)
+            }
             if saveActivations { saved.append(a) }
-            x = out
         }
         let output = Tensor(uninitialized: [N, C]), finalRstd = Tensor(uninitialized: [N])
         rmsnormForward(output.pointer, finalRstd.pointer, x.pointer, finalNorm.pointer, N: N, C: C, eps: config.rmsEps)
         return ForwardState(tokens: tokens, B: B, T: T, layers: saved, final: x, finalRstd: finalRstd, output: output)
+    }
+
+    /// [N, C] token embeddings. Ids must be in 0..<V (callers validate user data; the kernel traps otherwise).
+    func embed(_ tokens: [Int32]) -> Tensor {
+        let x = Tensor(uninitialized: [tokens.count, config.hidden])
+        tokens.withUnsafeBufferPointer {
+            embeddingForward(x.pointer, $0.baseAddress!, embedding.pointer, N: tokens.count, C: config.hidden, V: config.vocab)
+        }
+        return x
+    }
+
+    /// Uninitialised buffers for one layer over B×T rows; `forBackward` keeps the gate apart from the
+    /// SwiGLU product.
+    func makeActivations(B: Int, T: Int, input: Tensor, forBackward: Bool) -> LayerActivations {
+        let N = B * T, C = config.hidden, F = config.intermediate
+        let QD = config.heads * config.headDim, KVD = config.kvHeads * config.headDim
+        let gate = Tensor(uninitialized: [N, F])
+        return LayerActivations(
+            input: input, norm1: Tensor(uninitialized: [N, C]), rstd1: Tensor(uninitialized: [N]),
+            q: Tensor(uninitialized: [N, QD]), k: Tensor(uninitialized: [N, KVD]), v: Tensor(uninitialized: [N, KVD]),
+            attention: Tensor(uninitialized: [N, QD]), lse: Tensor(uninitialized: [B, config.heads, T]),
+            mid: Tensor(uninitialized: [N, C]), norm2: Tensor(uninitialized: [N, C]), rstd2: Tensor(uninitialized: [N]),
+            gate: gate, up: Tensor(uninitialized: [N, F]), product: forBackward ? Tensor(uninitialized: [N, F]) : gate)
+    }
+
+    /// One decoder layer over B×T rows at positions positionOffset + t; returns the residual stream
+    /// leaving it [N,C]. `attend` fills `a.attention` from the rotated `a.q`, `a.k`, `a.v` (the causal
+    /// kernel during training, the KV cache during generation).
+    func layerForward(_ w: LayerWeights, _ a: LayerActivations, B: Int, T: Int, positionOffset: Int,
+                      attend: (LayerActivations) -> Void) -> Tensor {
+        let N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads, D = config.headDim
+        let F = config.intermediate, QD = NH * D, KVD = NKV * D
+        let x = a.input
+        // Attention block: mid = x + Wo · attention(rope(Wq·n1), rope(Wk·n1), Wv·n1), n1 = rmsnorm(x)
+        rmsnormForward(a.norm1.pointer, a.rstd1.pointer, x.pointer, w.inputNorm.pointer, N: N, C: C, eps: config.rmsEps)
+        matmulForward(a.q.pointer, a.norm1.pointer, w.qProj.pointer, N: N, C: C, OC: QD)
+        matmulForward(a.k.pointer, a.norm1.pointer, w.kProj.pointer, N: N, C: C, OC: KVD)
+        matmulForward(a.v.pointer, a.norm1.pointer, w.vProj.pointer, N: N, C: C, OC: KVD)
+        ropeForward(a.q.pointer, rope, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset)
+        ropeForward(a.k.pointer, rope, B: B, T: T, NH: NKV, D: D, positionOffset: positionOffset)
+        attend(a)
+        matmulForward(a.mid.pointer, a.attention.pointer, w.oProj.pointer, N: N, C: QD, OC: C)
+        add(a.mid.pointer, x.pointer, count: N * C)
+        // MLP block: out = mid + Wd · (silu(Wg·n2) ∘ Wu·n2), n2 = rmsnorm(mid)
+        rmsnormForward(a.norm2.pointer, a.rstd2.pointer, a.mid.pointer, w.postAttentionNorm.pointer, N: N, C: C, eps: config.rmsEps)
+        matmulForward(a.gate.pointer, a.norm2.pointer, w.gateProj.pointer, N: N, C: C, OC: F)
+        matmulForward(a.up.pointer, a.norm2.pointer, w.upProj.pointer, N: N, C: C, OC: F)
+        swigluForward(a.product.pointer, a.gate.pointer, a.up.pointer, count: N * F)
+        let out = Tensor(uninitialized: [N, C])
+        matmulForward(out.pointer, a.product.pointer, w.downProj.pointer, N: N, C: F, OC: C)
+        add(out.pointer, a.mid.pointer, count: N * C)
+        return out
     }
 
     // MARK: Backward
@@ -165,63 +214,95 @@ public final class LlamaModel {
         let B = f.B, T = f.T, N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads
         let D = config.headDim, F = config.intermediate, QD = NH * D, KVD = NKV * D
         var grads: [ObjectIdentifier: Tensor] = [:]
-        func grad(_ p: Tensor) -> UnsafeMutablePointer<Float>? {
+        /// The gradient buffer of `p` (nil if frozen). Matrices are used once per forward, so their
+        /// gradient is written, not accumulated (`weightGradient`), and needs no zeroing; norms and the
+        /// embedding / tied LM head accumulate and start from zeros.
+        func grad(_ p: Tensor, accumulates: Bool) -> UnsafeMutablePointer<Float>? {
             guard p.requiresGrad else { return nil }
             if let g = grads[ObjectIdentifier(p)] { return g.pointer }
-            let g = Tensor(zeros: p.shape)
+            let g = gradientBuffer(for: p, zeroed: accumulates)
             grads[ObjectIdentifier(p)] = g
             return g.pointer
         }
+        func norm(_ p: Tensor) -> UnsafeMutablePointer<Float>? { grad(p, accumulates: true) }
+        func matrix(_ p: Tensor) -> UnsafeMutablePointer<Float>? { grad(p, accumulates: false) }
 
         // LM head and final norm. dx is the gradient of the residual stream, carried down the layers.
         let doutput = Tensor(zeros: [N, C]), dx = Tensor(zeros: [N, C])
         targets.withUnsafeBufferPointer { t in
-            lmHeadLogProbBackward(doutput.pointer, grad(lmHead), dlogp.pointer, f.output.pointer, lmHead.pointer,
-                                  t.baseAddress!, lse.pointer, N: N, C: C, V: config.vocab)
+            lmHeadLogProbBackward(doutput.pointer, grad(lmHead, accumulates: true), dlogp.pointer, f.output.pointer,
+                                  lmHead.pointer, t.baseAddress!, lse.pointer, N: N, C: C, V: config.vocab)
         }
-        rmsnormBackward(dx.pointer, grad(finalNorm), doutput.pointer, f.final.pointer, finalNorm.pointer,
+        rmsnormBackward(dx.pointer, norm(finalNorm), doutput.pointer, f.final.pointer, finalNorm.pointer,
                         f.finalRstd.pointer, N: N, C: C)
 
         // Scratch reused by every layer (zeroed before each use: the kernels accumulate).
         let dnorm = Tensor(uninitialized: [N, C]), dattention = Tensor(uninitialized: [N, QD])
         let dq = Tensor(uninitialized: [N, QD]), dk = Tensor(uninitialized: [N, KVD]), dv = Tensor(uninitialized: [N, KVD])
-        let act = Tensor(uninitialized: [N, F]), dact = Tensor(uninitialized: [N, F])
+        let dproduct = Tensor(uninitialized: [N, F])
         let dgate = Tensor(uninitialized: [N, F]), dup = Tensor(uninitialized: [N, F])
         for (w, a) in zip(layers, f.layers).reversed() {
             // MLP block; dx holds dL/d(out) and, through the residual, becomes dL/d(mid).
-            swigluForward(act.pointer, a.gate.pointer, a.up.pointer, count: N * F)
-            zero(dact, dgate, dup, dnorm)
-            matmulBackward(dact.pointer, grad(w.downProj), dx.pointer, act.pointer, w.downProj.pointer, N: N, C: F, OC: C)
-            swigluBackward(dgate.pointer, dup.pointer, dact.pointer, a.gate.pointer, a.up.pointer, count: N * F)
-            matmulBackward(dnorm.pointer, grad(w.gateProj), dgate.pointer, a.norm2.pointer, w.gateProj.pointer, N: N, C: C, OC: F)
-            matmulBackward(dnorm.pointer, grad(w.upProj), dup.pointer, a.norm2.pointer, w.upProj.pointer, N: N, C: C, OC: F)
-            rmsnormBackward(dx.pointer, grad(w.postAttentionNorm), dnorm.pointer, a.mid.pointer,
+            zero(dproduct, dgate, dup, dnorm)
+            linearBackward(dproduct, matrix(w.downProj), dx, a.product, w.downProj, N: N, C: F, OC: C)
+            swigluBackward(dgate.pointer, dup.pointer, dproduct.pointer, a.gate.pointer, a.up.pointer, count: N * F)
+            linearBackward(dnorm, matrix(w.gateProj), dgate, a.norm2, w.gateProj, N: N, C: C, OC: F)
+            linearBackward(dnorm, matrix(w.upProj), dup, a.norm2, w.upProj, N: N, C: C, OC: F)
+            rmsnormBackward(dx.pointer, norm(w.postAttentionNorm), dnorm.pointer, a.mid.pointer,
                             w.postAttentionNorm.pointer, a.rstd2.pointer, N: N, C: C)
             // Attention block; dx becomes dL/d(input).
             zero(dattention, dq, dk, dv, dnorm)
-            matmulBackward(dattention.pointer, grad(w.oProj), dx.pointer, a.attention.pointer, w.oProj.pointer, N: N, C: QD, OC: C)
+            linearBackward(dattention, matrix(w.oProj), dx, a.attention, w.oProj, N: N, C: QD, OC: C)
             attentionBackward(dq.pointer, dk.pointer, dv.pointer, dattention.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
                               a.attention.pointer, a.lse.pointer, B: B, T: T, NH: NH, NKV: NKV, D: D)
             ropeBackward(dq.pointer, rope, B: B, T: T, NH: NH, D: D)
             ropeBackward(dk.pointer, rope, B: B, T: T, NH: NKV, D: D)
             // The q/k/v projections saw the RoPE'd outputs only through the (linear) rotation, undone above.
-            matmulBackward(dnorm.pointer, grad(w.qProj), dq.pointer, a.norm1.pointer, w.qProj.pointer, N: N, C: C, OC: QD)
-            matmulBackward(dnorm.pointer, grad(w.kProj), dk.pointer, a.norm1.pointer, w.kProj.pointer, N: N, C: C, OC: KVD)
-            matmulBackward(dnorm.pointer, grad(w.vProj), dv.pointer, a.norm1.pointer, w.vProj.pointer, N: N, C: C, OC: KVD)
-            rmsnormBackward(dx.pointer, grad(w.inputNorm), dnorm.pointer, a.input.pointer, w.inputNorm.pointer,
+            linearBackward(dnorm, matrix(w.qProj), dq, a.norm1, w.qProj, N: N, C: C, OC: QD)
+            linearBackward(dnorm, matrix(w.kProj), dk, a.norm1, w.kProj, N: N, C: C, OC: KVD)
+            linearBackward(dnorm, matrix(w.vProj), dv, a.norm1, w.vProj, N: N, C: C, OC: KVD)
+            rmsnormBackward(dx.pointer, norm(w.inputNorm), dnorm.pointer, a.input.pointer, w.inputNorm.pointer,
                             a.rstd1.pointer, N: N, C: C)
         }
-        if let dEmbedding = grad(embedding) {
+        if let dEmbedding = grad(embedding, accumulates: true) {
             f.tokens.withUnsafeBufferPointer {
                 embeddingBackward(dEmbedding, $0.baseAddress!, dx.pointer, N: N, C: C, V: config.vocab)
             }
         }
         return parameters.entries.map { grads[ObjectIdentifier($0.tensor)] }
     }
+
+    /// A gradient buffer for parameter `p`, zero-filled if `zeroed`, else with unspecified contents.
+    /// The storage handed out by the previous backward is reused when nobody else holds it any more
+    /// (the optimizer step is done and `zeroGrad` released it), so a training step neither allocates
+    /// nor page-faults a new set of gradients (540 MB for SmolLM2-135M). While the caller still holds
+    /// it (gradient accumulation over micro-batches), a fresh buffer is returned, which the autodiff
+    /// engine adds to the held one; nothing is ever written into a gradient after it was returned.
+    private func gradientBuffer(for p: Tensor, zeroed: Bool) -> Tensor {
+        let key = ObjectIdentifier(p)
+        if gradientStorages[key] == nil || !isKnownUniquelyReferenced(&gradientStorages[key]!) {
+            gradientStorages[key] = TensorStorage(uninitializedCount: p.count)
+        }
+        let g = Tensor(shape: p.shape, storage: gradientStorages[key]!)
+        if zeroed { g.pointer.update(repeating: 0, count: g.count) }
+        return g
+    }
+}
+
+/// dinp [N,C] += dout [N,OC] · weight [OC,C];  dweight [OC,C] = dout [N,OC]ᵀ · inp [N,C] (written, not
+/// accumulated: each weight is used once per forward, so its buffer needs no zeroing beforehand).
+private func linearBackward(_ dinp: Tensor, _ dweight: UnsafeMutablePointer<Float>?, _ dout: Tensor, _ inp: Tensor,
+                            _ weight: Tensor, N: Int, C: Int, OC: Int) {
+    matmulBackward(dinp.pointer, nil, dout.pointer, inp.pointer, weight.pointer, N: N, C: C, OC: OC)
+    guard let dweight else { return }
+    Profiler.measure("matmul.backward.weight") {
+        parallelSgemm(transA: true, transB: false, M: OC, N: C, K: N, dout.pointer, lda: OC, inp.pointer, ldb: C,
+                      beta: 0, dweight, ldc: C)
+    }
 }
 
 /// x += y over `count` floats.
-private func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
+func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
     ThreadPool.shared.parallelFor(count, grain: 16_384) { range in
         for i in range { x[i] += y[i] }
     }

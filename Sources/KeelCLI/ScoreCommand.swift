@@ -1,0 +1,154 @@
+import ArgumentParser
+import Foundation
+import KeelCore
+import KeelModels
+
+/// `keel score`: Σ log π(completion | prompt) of the chosen and rejected completion of every preference
+/// pair of a file, with their token counts (what DPO's implicit reward is built from).
+struct ScoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "score",
+        abstract: "Print the summed completion log-probs of each pair's chosen and rejected answers.",
+        discussion: """
+        Accepts Anthropic HH lines {"chosen", "rejected"} (prompt = shared prefix up to the last \
+        "\\n\\nAssistant:") and TRL preference lines {prompt, chosen, rejected} (strings, or message lists \
+        rendered with the model's ChatML template). Prompt and completion are tokenised jointly and no \
+        BOS/EOS is added.
+        """)
+
+    enum PretokenizerChoice: String, ExpressibleByArgument, CaseIterable {
+        /// The pre-tokenizer the GGUF names (`tokenizer.ggml.pre`): what the model was trained with.
+        case gguf
+        /// The plain GPT-2 split, as transformers' GGUF loader applies it (reproduces the PyTorch fixture).
+        case gpt2
+    }
+
+    @Option(help: "GGUF model file.")
+    var model: String
+
+    @Option(help: "JSON-lines file of preference pairs (HH or TRL format).")
+    var data: String
+
+    @Option(help: "Pre-tokenizer: gguf (the file's own) or gpt2 (transformers' GGUF loader).")
+    var pretokenizer: PretokenizerChoice = .gguf
+
+    @Option(help: "Score at most this many pairs.")
+    var limit: Int?
+
+    @Flag(help: "Print one JSON object per pair.")
+    var json = false
+
+    func validate() throws {
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+    }
+
+    func run() throws {
+        let gguf = try GGUFFile(path: model)
+        let tokenizer = try BPETokenizer(gguf: gguf, pretokenizer: pretokenizer == .gpt2 ? .gpt2 : nil)
+        let llama = try LlamaModel(weights: ModelWeights(gguf: gguf))
+        let pairs = try readPairs()
+
+        // Tokenise every pair; a pair whose prompt tokens are not a prefix of the joint ones is reported and skipped.
+        var scored: [(pair: PreferencePair, chosen: Int, rejected: Int)] = []
+        var sequences: [PromptCompletionTokens] = []
+        for pair in pairs {
+            do {
+                let (prompt, chosen, rejected) = try texts(of: pair, tokenizer: tokenizer)
+                let c = try tokenizer.encode(prompt: prompt, completion: chosen)
+                let r = try tokenizer.encode(prompt: prompt, completion: rejected)
+                for s in [c, r] where s.prompt.count + s.completion.count > llama.config.maxPositions {
+                    throw ValidationError("\(s.prompt.count + s.completion.count) tokens exceed the model's \(llama.config.maxPositions) positions")
+                }
+                scored.append((pair, sequences.count, sequences.count + 1))
+                sequences += [c, r]
+            } catch {
+                printError("\(pair.id): skipped: \(error)")
+            }
+        }
+        let scores = llama.scoreCompletions(sequences)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        for (pair, c, r) in scored {
+            let line = ScoreLine(id: pair.id, chosenLogProb: scores[c].logProb, chosenTokens: scores[c].tokens,
+                                 rejectedLogProb: scores[r].logProb, rejectedTokens: scores[r].tokens)
+            if json {
+                print(String(decoding: try encoder.encode(line), as: UTF8.self))
+            } else {
+                print(String(format: "%@  chosen %.4f (%d tokens)  rejected %.4f (%d tokens)", line.id,
+                             line.chosenLogProb, line.chosenTokens, line.rejectedLogProb, line.rejectedTokens))
+            }
+        }
+        if scored.count < pairs.count { printError("\(pairs.count - scored.count) of \(pairs.count) pairs skipped") }
+    }
+
+    struct ScoreLine: Encodable {
+        let id: String
+        let chosenLogProb: Double, chosenTokens: Int
+        let rejectedLogProb: Double, rejectedTokens: Int
+    }
+
+    /// The pairs of `data` through KeelCore's sources: HH when the first line has no "prompt" and a
+    /// string "chosen", TRL's preference format otherwise.
+    private func readPairs() throws -> [PreferencePair] {
+        guard let contents = FileManager.default.contents(atPath: data) else {
+            throw DataError(["\(data): cannot read the file"])
+        }
+        let firstLine = contents.split(separator: UInt8(ascii: "\n")).first { !$0.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D } }
+        guard let firstLine, let object = try? JSONSerialization.jsonObject(with: Data(firstLine)) as? [String: Any] else {
+            throw DataError(["\(data): the first non-blank line is not a JSON object; expected HH {\"chosen\", \"rejected\"} or TRL {\"prompt\", \"chosen\", \"rejected\"} lines"])
+        }
+        let isHH = object["prompt"] == nil && object["chosen"] is String
+        var dataset = Dataset()
+        var report = DataNodeReport(node: isHH ? HHSource.descriptor.name : PreferenceJSONLSource.descriptor.name)
+        let context = DataContext(seed: 0, node: "score")
+        if isHH {
+            try HHSource(options: sourceOptions(HHSource.descriptor)).process(&dataset, report: &report, context: context)
+        } else {
+            try PreferenceJSONLSource(options: sourceOptions(PreferenceJSONLSource.descriptor)).process(&dataset, report: &report, context: context)
+        }
+        for (cause, count) in report.skipped.sorted(by: { $0.key < $1.key }) { printError("\(data): \(count) pairs skipped (\(cause))") }
+        return dataset.train.compactMap { if case .pair(let pair) = $0 { return pair } else { return nil } }
+    }
+
+    /// The source's own options with `path` = --data and `limit` = --limit.
+    private func sourceOptions(_ descriptor: PluginDescriptor) -> ResolvedOptions {
+        ResolvedOptions(defaultsOf: descriptor.options.map { spec in
+            switch spec.name {
+            case "path": return OptionSpec(spec.name, spec.type, default: .value(.path(data)), help: spec.help)
+            case "limit": return limit.map { OptionSpec(spec.name, spec.type, default: .value(.int($0)), help: spec.help) } ?? spec
+            default: return spec
+            }
+        })
+    }
+
+    /// (prompt, chosen completion, rejected completion) as text. Message lists are rendered with the
+    /// model's ChatML template: the prompt with the assistant generation prompt, each completion as
+    /// the rest of the rendered whole conversation (so it ends with the turn's <|im_end|>).
+    private func texts(of pair: PreferencePair, tokenizer: BPETokenizer) throws -> (String, String, String) {
+        switch (pair.prompt, pair.chosen, pair.rejected) {
+        case (.text(let p), .text(let c), .text(let r)):
+            return (p, c, r)
+        case (.messages(let p), .messages(let c), .messages(let r)):
+            let template = try tokenizer.chatTemplate()
+            let promptMessages = try p.map(chatMessage)
+            let prompt = template.render(promptMessages, addGenerationPrompt: true)
+            func completion(_ messages: [KeelCore.ChatMessage]) throws -> String {
+                let whole = template.render(promptMessages + (try messages.map(chatMessage)), addGenerationPrompt: false)
+                guard whole.hasPrefix(prompt) else {
+                    throw ValidationError("the rendered conversation does not start with the rendered prompt (does the completion start with an assistant message?)")
+                }
+                return String(whole.dropFirst(prompt.count))
+            }
+            return (prompt, try completion(c), try completion(r))
+        default:
+            throw ValidationError("prompt, chosen and rejected mix strings and message lists")
+        }
+    }
+
+    private func chatMessage(_ message: KeelCore.ChatMessage) throws -> KeelModels.ChatMessage {
+        guard let role = ChatRole(rawValue: message.role) else {
+            throw ValidationError("message role \(message.role.debugDescription) is not one of \(ChatRole.allCases.map(\.rawValue))")
+        }
+        return KeelModels.ChatMessage(role: role, content: message.content)
+    }
+}
