@@ -16,9 +16,10 @@ let kernelSettings: [SwiftSetting] = [
     .unsafeFlags(["-Xcc", "-fno-math-errno"], .when(configuration: .release)),
 ]
 
-/// Method plugins: one folder per method under Plugins/, each depending only on KeelCore.
-/// Later issues append names here; `builtinPlugins` also feeds the keel executable.
-let methodPlugins: [String] = []
+/// Method plugins: one folder per method, Plugins/<Method>/<Method>.swift, each a target depending only on
+/// KeelCore, with its parity tests beside it in Plugins/<Method>/Tests (test target <Method>Tests).
+/// The keel executable depends on every one; Sources/KeelCLI/PluginsCommand.swift registers their types.
+let methodPlugins: [String] = ["DPO", "SimPO", "SFT", "RefSync", "POET"]
 
 let package = Package(
     name: "Keel",
@@ -60,8 +61,12 @@ let package = Package(
         .testTarget(name: "KeelModelsTests", dependencies: ["KeelModels"]),
         .testTarget(name: "KeelCoreTests", dependencies: ["KeelCore"]),
         .testTarget(name: "KeelDaemonTests", dependencies: ["KeelDaemon"]),
-    ] + methodPlugins.map {
-        .target(name: $0, dependencies: ["KeelCore"], path: "Plugins/\($0)", swiftSettings: kernelSettings)
-    },
+        // The `keel` registry with every method plugin: example recipes and graph rules on real declarations.
+        .testTarget(name: "KeelCLITests", dependencies: ["KeelCLI", "KeelCore", "DPO"]),
+    ] + methodPlugins.flatMap { name -> [Target] in [
+        .target(name: name, dependencies: ["KeelCore"], path: "Plugins/\(name)", exclude: ["Tests"],
+                swiftSettings: kernelSettings),
+        .testTarget(name: "\(name)Tests", dependencies: [.target(name: name), "KeelCore"], path: "Plugins/\(name)/Tests"),
+    ] },
     swiftLanguageModes: [.v5]
 )

@@ -1,8 +1,25 @@
 import ArgumentParser
+import DPO
 import KeelCore
+import POET
+import RefSync
+import SFT
+import SimPO
 
-/// The plugins this `keel` knows: Keel's built-ins, then method plugins as they are added.
-func keelPluginRegistry() -> PluginRegistry { .builtin() }
+/// Method plugins (Plugins/<Method>/), registered beside Keel's built-ins. This is the one list: KeelCore
+/// cannot import plugin targets, so the executable that links them registers them.
+let methodPluginTypes: [any KeelPlugin.Type] = [
+    DPOLoss.self, SimPOLoss.self, SFTLoss.self, ReferenceSyncScheduler.self, POETTransform.self,
+]
+
+/// The plugins this `keel` knows: Keel's built-ins, then the method plugins.
+func keelPluginRegistry() -> PluginRegistry {
+    var registry = PluginRegistry.builtin()
+    for type in methodPluginTypes {
+        do { try registry.register(type) } catch { preconditionFailure("method plugin: \(error)") }
+    }
+    return registry
+}
 
 /// `keel plugins [NAME] [--markdown]`: registered plugins, their options and help, from their declarations.
 struct PluginsCommand: ParsableCommand {

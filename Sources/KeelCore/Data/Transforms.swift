@@ -135,9 +135,16 @@ public final class DropFlaggedFilter: DataPlugin {
 
     let flags: ExampleFlags
 
-    public required init(options: ResolvedOptions) {
+    public required init(options: ResolvedOptions) { flags = Self.flags(options) }
+
+    static func flags(_ options: ResolvedOptions) -> ExampleFlags {
         let name = options.string("flag") ?? "any"
-        flags = ExampleFlags.names.first { $0.1 == name }?.0 ?? ExampleFlags(ExampleFlags.names.map(\.0))
+        return ExampleFlags.names.first { $0.1 == name }?.0 ?? ExampleFlags(ExampleFlags.names.map(\.0))
+    }
+
+    /// The flags a data node drops: its `flag` option if it is a `drop-flagged` node, none otherwise.
+    static func droppedFlags(_ node: PluginNode) -> ExampleFlags {
+        node.type == DropFlaggedFilter.self ? flags(node.options) : []
     }
 
     public func process(_ data: inout Dataset, report: inout DataNodeReport, context: DataContext) throws {

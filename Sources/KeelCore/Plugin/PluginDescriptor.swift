@@ -55,12 +55,16 @@ public struct Capabilities: OptionSet, Hashable, Sendable {
     public static let requiresPairwiseLoss = Capabilities(rawValue: 1 << 6)
     /// A reward plugin that can only compare two responses, not score one.
     public static let pairwiseReward = Capabilities(rawValue: 1 << 7)
+    /// A loss that divides by completion length (e.g. SimPO's 1/|y|): the graph requires a data node
+    /// that drops pairs flagged with an empty completion (`drop-flagged`), so they are counted before
+    /// training instead of turning into NaN during it.
+    public static let requiresNonEmptyCompletions = Capabilities(rawValue: 1 << 8)
 
     static let names: [(Capabilities, String)] = [
         (.needsReference, "needs-reference"), (.referenceFree, "reference-free"), (.needsRewards, "needs-rewards"),
         (.mutatesReference, "mutates-reference"), (.needsGeneration, "needs-generation"),
         (.pairwiseLoss, "pairwise-loss"), (.requiresPairwiseLoss, "requires-pairwise-loss"),
-        (.pairwiseReward, "pairwise-reward"),
+        (.pairwiseReward, "pairwise-reward"), (.requiresNonEmptyCompletions, "requires-non-empty-completions"),
     ]
 
     public var names: [String] { Self.names.filter { contains($0.0) }.map(\.1) }
@@ -85,7 +89,8 @@ public struct PluginDescriptor: Sendable {
     /// Named hyper-parameters a scheduler sets (e.g. `learning_rate`, `beta`); two schedulers may not
     /// set the same one.
     public let controls: [String]
-    /// Metric names this plugin emits (losses and schedulers), e.g. `rewards/margin`.
+    /// Metric names this plugin emits (losses and schedulers; data transforms in `DataNodeReport.metrics`),
+    /// e.g. `rewards/margins`.
     public let metrics: [String]
     /// Keys of the plugin's checkpointable state (see `Checkpointable`).
     public let stateKeys: [String]

@@ -15,6 +15,17 @@ public struct PluginInstances {
         }
         return dataset
     }
+
+    /// Runs the token-level data nodes (`TokenizedPairTransform`, e.g. POET) in recipe order on the
+    /// tokenised pairs of one split (`train` or `eval`); one report per such node, named like `loadData`'s.
+    public func transformTokenized(_ pairs: inout [TokenizedPair], split: String) throws -> [DataNodeReport] {
+        try data.compactMap { node, plugin in
+            guard let transform = plugin as? any TokenizedPairTransform else { return nil }
+            var report = DataNodeReport(node: "\(node.keyPath) \(node.name) (\(split), tokens)")
+            try transform.transform(&pairs, report: &report)
+            return report
+        }
+    }
 }
 
 extension PluginGraph {

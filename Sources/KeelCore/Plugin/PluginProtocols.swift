@@ -53,6 +53,13 @@ public struct PluginStateError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// Input a plugin cannot use (a batch, a model's parameters), named by role, row or parameter.
+public struct PluginInputError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
 // MARK: Data
 
 /// Examples in flight through the pipeline, and what each node did to them.
@@ -73,6 +80,8 @@ public struct DataNodeReport: Equatable, Sendable {
     public var produced = 0
     public var skipped: [String: Int] = [:]
     public var flagged: [String: Int] = [:]
+    /// Summary statistics of what the node did (names from its descriptor's `metrics`).
+    public var metrics: [String: Double] = [:]
 
     public init(node: String) { self.node = node }
 }
@@ -95,6 +104,42 @@ public protocol DataPlugin: KeelPlugin {
     /// Sources append to `data.train`; transforms and filters rewrite `train` and `eval`.
     /// Reports go to `report` (the pipeline appends it to `data.report`).
     func process(_ data: inout Dataset, report: inout DataNodeReport, context: DataContext) throws
+}
+
+/// A preference pair after tokenisation: token ids of the prompt and of each completion. The completions
+/// include the EOS token the trainer appends, so the policy and the reference score exactly these ids.
+public struct TokenizedPair: Equatable, Sendable {
+    /// The example's id (`file:line`), for reports.
+    public var id: String
+    public var prompt: [Int]
+    public var chosen: [Int]
+    public var rejected: [Int]
+
+    public init(id: String, prompt: [Int], chosen: [Int], rejected: [Int]) {
+        self.id = id
+        self.prompt = prompt
+        self.chosen = chosen
+        self.rejected = rejected
+    }
+}
+
+/// A data transform that works on token ids rather than text (e.g. POET's equal-length truncation, which
+/// counts completion tokens). Text-level `process` passes the examples through unchanged, so `keel plan
+/// --data` shows the node with its input count.
+///
+/// Trainer contract: after tokenising the paired examples (prompt, completions + EOS), call
+/// `PluginInstances.transformTokenized` once on the training pairs and once on the evaluation pairs, before
+/// any log-prob (policy or reference, cached or not) is computed, and keep its reports beside the data
+/// reports. It calls `transform` of each such node in recipe order; pairs a transform removes are counted
+/// in `report.skipped` by cause.
+public protocol TokenizedPairTransform: DataPlugin {
+    func transform(_ pairs: inout [TokenizedPair], report: inout DataNodeReport) throws
+}
+
+extension TokenizedPairTransform {
+    public func process(_ data: inout Dataset, report: inout DataNodeReport, context: DataContext) throws {
+        report.produced = data.train.count
+    }
 }
 
 // MARK: Reward

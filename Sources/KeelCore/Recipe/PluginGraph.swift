@@ -53,7 +53,8 @@ public struct PluginGraph {
             }
         }
 
-        // Losses: accept the data shape; rewards exist when needed; pairwise-only transforms get pairwise losses.
+        // Losses: accept the data shape; rewards exist when needed; length-normalised losses get empty
+        // completions dropped; pairwise-only transforms get pairwise losses.
         for (i, loss) in recipe.loss.enumerated() {
             let d = loss.descriptor
             if let shape, let setter = shapeSetter, !d.accepts(shape) {
@@ -64,6 +65,13 @@ public struct PluginGraph {
             }
             if let earlier = recipe.loss[..<i].first(where: { $0.name == loss.name }) {
                 refuse(loss, "'\(loss.name)' repeats \(earlier.label); expected each loss once in a weighted sum (their metrics would collide)")
+            }
+            if d.capabilities.contains(.requiresNonEmptyCompletions) {
+                let dropped = recipe.data.reduce(into: ExampleFlags()) { $0.formUnion(DropFlaggedFilter.droppedFlags($1)) }
+                let missing = ExampleFlags([.emptyChosen, .emptyRejected]).subtracting(dropped)
+                if !missing.isEmpty {
+                    refuse(loss, "'\(loss.name)' divides by completion length, but no data node drops pairs flagged \(missing.names.joined(separator: " or ")); expected `- {name: drop-flagged}` in data")
+                }
             }
             for node in recipe.data where node.descriptor.capabilities.contains(.requiresPairwiseLoss)
                 && !d.capabilities.contains(.pairwiseLoss) {

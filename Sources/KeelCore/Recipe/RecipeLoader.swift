@@ -183,7 +183,11 @@ struct RecipeDecoder {
         let reserved = weighted ? ["name", "weight"] : ["name"]
         let options = decodeOptions(type.descriptor.options, entries: entries, reserved: reserved, mapping: node, path: path,
                                     baseDirectory: directory, sink: sink)
-        for problem in type.checkOptions(options) {
+        // Cross-option checks run only when every option the recipe sets has decoded: a value that failed
+        // already has its error, and judging the default standing in for it would contradict the recipe.
+        let written = entries.filter { entry in type.descriptor.options.contains { $0.name == entry.key } }.count
+        let decoded = options.entries.filter { if case .recipe = $0.origin { return true } else { return false } }.count
+        for problem in written == decoded ? type.checkOptions(options) : [] {
             let mark = problem.option.flatMap { node[$0]?.mark } ?? node.mark
             sink.error(mark, problem.option.map { joinPath(path, $0) } ?? path, problem.message)
         }
