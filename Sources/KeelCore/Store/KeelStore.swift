@@ -138,10 +138,12 @@ public final class KeelStore: @unchecked Sendable {
     }
 
     /// Marks the checkpoint complete — only after its directory is durably in place under its final name.
+    /// The commit is durable against power loss (`SQLiteDatabase.durably`): older checkpoints are deleted
+    /// right after it, so the mark must not be lost while they are gone.
     public func markCheckpointComplete(_ runID: String, _ checkpoint: CompletedCheckpoint) throws {
-        let changed = try database.execute("""
+        let changed = try database.durably { try database.execute("""
             UPDATE checkpoints SET complete = 1, path = ?, sha256 = ?, bytes = ? WHERE run_id = ? AND step = ?
-            """, checkpoint.directory.path, checkpoint.manifestSHA256, checkpoint.bytes, runID, checkpoint.step)
+            """, checkpoint.directory.path, checkpoint.manifestSHA256, checkpoint.bytes, runID, checkpoint.step) }
         guard changed == 1 else { throw StoreError.unknownCheckpoint(runID: runID, step: checkpoint.step) }
     }
 
