@@ -45,6 +45,12 @@ public final class KeelStore: @unchecked Sendable {
         guard changed == 1 else { throw StoreError.unknownRun(runID) }
     }
 
+    /// Sets `total_steps` once the trainer knows it (after loading the data).
+    public func setTotalSteps(_ runID: String, _ totalSteps: Int) throws {
+        let changed = try database.execute("UPDATE runs SET total_steps = ? WHERE id = ?", totalSteps, runID)
+        guard changed == 1 else { throw StoreError.unknownRun(runID) }
+    }
+
     /// Marks `running` runs whose last heartbeat (or start, if none) is older than `cutoff` as
     /// `interrupted`, and returns their ids: the daemon calls this at start and periodically, so a
     /// worker killed without a word (OOM, power loss) ends up resumable instead of "running" forever.
