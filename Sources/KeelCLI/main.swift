@@ -7,7 +7,8 @@ struct KeelCommand: ParsableCommand {
         commandName: "keel",
         abstract: "Align language models with human preferences (DPO, SimPO, TR-DPO, POET, VAR, DEFT, …).",
         version: Keel.version,
-        subcommands: [ValidateCommand.self, PlanCommand.self, PluginsCommand.self, BenchCommand.self])
+        subcommands: [ValidateCommand.self, PlanCommand.self, PluginsCommand.self, BenchCommand.self,
+                      RunCommand.self, ResumeCommand.self, StatusCommand.self, ExportCommand.self])
 }
 
 KeelCommand.main()
