@@ -8,7 +8,8 @@ struct KeelCommand: ParsableCommand {
         abstract: "Align language models with human preferences (DPO, SimPO, TR-DPO, POET, VAR, DEFT, …).",
         version: Keel.version,
         subcommands: [ValidateCommand.self, PlanCommand.self, PluginsCommand.self, BenchCommand.self,
-                      RunCommand.self, ResumeCommand.self, StatusCommand.self, ExportCommand.self])
+                      RunCommand.self, ResumeCommand.self, StatusCommand.self, ExportCommand.self,
+                      DaemonCommand.self, WorkerCommand.self, LogsCommand.self, CancelCommand.self])
 }
 
 KeelCommand.main()
