@@ -23,7 +23,7 @@ final class DaemonEndToEndTests: XCTestCase {
         try sandbox.drop("copied.yaml", by: "cp")
         try sandbox.drop("moved.yml", by: "mv")
 
-        sandbox.wait("both runs to complete") {
+        try sandbox.wait("both runs to complete") {
             try ["copied.yaml", "moved.yml"].allSatisfy { try sandbox.run(named: $0)?.status == .completed }
         }
         XCTAssertEqual(try sandbox.runs().count, 2, "only the two recipe files make runs")
@@ -56,7 +56,7 @@ final class DaemonEndToEndTests: XCTestCase {
         Thread.sleep(forTimeInterval: 0.3)
         for name in names { try sandbox.drop(name, by: "mv") }
 
-        sandbox.wait("20 runs to complete", timeout: 50) { try sandbox.runs().filter { $0.status == .completed }.count == 20 }
+        try sandbox.wait("20 runs to complete", timeout: 50) { try sandbox.runs().filter { $0.status == .completed }.count == 20 }
         let runs = try sandbox.runs()
         XCTAssertEqual(runs.count, 20)
         XCTAssertEqual(Set(runs.map { URL(fileURLWithPath: $0.recipePath).lastPathComponent }), Set(names))
@@ -67,7 +67,7 @@ final class DaemonEndToEndTests: XCTestCase {
         let original = try Data(contentsOf: r0)
         try original.write(to: r0)
         try (original + Data("# changed\n".utf8)).write(to: sandbox.recipes.appendingPathComponent("r1.yaml"))
-        sandbox.wait("the changed recipe's run to complete") { try sandbox.runs().filter { $0.status == .completed }.count == 21 }
+        try sandbox.wait("the changed recipe's run to complete") { try sandbox.runs().filter { $0.status == .completed }.count == 21 }
         Thread.sleep(forTimeInterval: 0.5)
         XCTAssertEqual(try sandbox.runs().count, 21, "the unchanged file touched again made no run")
     }
@@ -95,14 +95,14 @@ final class DaemonEndToEndTests: XCTestCase {
         let store = try sandbox.store()
         var run: RunRecord!
         func checkpointStep() throws -> Int { try store.latestCompleteCheckpoint(run.id)?.step ?? 0 }
-        sandbox.wait("the run to start") { run = try sandbox.run(named: "survivor.yaml"); return run != nil }
+        try sandbox.wait("the run to start") { run = try sandbox.run(named: "survivor.yaml"); return run != nil }
 
-        sandbox.wait("a first checkpoint") { try checkpointStep() >= 5 }
+        try sandbox.wait("a first checkpoint") { try checkpointStep() >= 5 }
         let firstWorker = try XCTUnwrap(try store.run(run.id)?.pid)
         kill(firstWorker, SIGKILL)
-        sandbox.wait("a second worker") { try sandbox.events(run.id, kind: DaemonEvent.dispatched).count == 2 }
+        try sandbox.wait("a second worker") { try sandbox.events(run.id, kind: DaemonEvent.dispatched).count == 2 }
         let killedAt = try checkpointStep()
-        sandbox.wait("progress after the worker was killed") { try checkpointStep() > killedAt }
+        try sandbox.wait("progress after the worker was killed") { try checkpointStep() > killedAt }
         XCTAssertLessThan(try checkpointStep(), steps, "the run must still be going when the daemon is killed; make it longer")
 
         sandbox.stop(daemon, signal: SIGKILL)
@@ -132,9 +132,9 @@ final class DaemonEndToEndTests: XCTestCase {
         try sandbox.stage("good.yaml", DaemonSandbox.tinyRecipe(name: "good", steps: 2))
         Thread.sleep(forTimeInterval: 0.3)
         for name in ["bad.yaml", "crashy.yaml"] { try sandbox.drop(name) }
-        sandbox.wait("the crashing run to fail") { try sandbox.run(named: "crashy.yaml")?.status == .failed }
+        try sandbox.wait("the crashing run to fail") { try sandbox.run(named: "crashy.yaml")?.status == .failed }
         try sandbox.drop("good.yaml")
-        sandbox.wait("the next recipe to complete") { try sandbox.run(named: "good.yaml")?.status == .completed }
+        try sandbox.wait("the next recipe to complete") { try sandbox.run(named: "good.yaml")?.status == .completed }
         XCTAssertTrue(daemon.isRunning)
 
         let bad = try XCTUnwrap(try sandbox.run(named: "bad.yaml"))
@@ -164,7 +164,7 @@ final class DaemonEndToEndTests: XCTestCase {
         try sandbox.drop("long.yaml")
         let store = try sandbox.store()
         var run: RunRecord!
-        sandbox.wait("a checkpoint") {
+        try sandbox.wait("a checkpoint") {
             run = try sandbox.run(named: "long.yaml")
             return try run.map { try store.latestCompleteCheckpoint($0.id) != nil } ?? false
         }
@@ -199,8 +199,8 @@ final class DaemonEndToEndTests: XCTestCase {
         defer { sandbox.stop(daemon) }
         Thread.sleep(forTimeInterval: 0.3)
         for name in ["first.yaml", "second.yaml", "third.yaml"] { try sandbox.drop(name) }
-        sandbox.wait("the first run to train") { try sandbox.run(named: "first.yaml")?.status == .running }
-        sandbox.wait("three runs") { try sandbox.runs().count == 3 }
+        try sandbox.wait("the first run to train") { try sandbox.run(named: "first.yaml")?.status == .running }
+        try sandbox.wait("three runs") { try sandbox.runs().count == 3 }
 
         let second = try XCTUnwrap(try sandbox.run(named: "second.yaml"))
         XCTAssertEqual(second.status, .queued)
@@ -209,13 +209,182 @@ final class DaemonEndToEndTests: XCTestCase {
         XCTAssertEqual(try sandbox.run(named: "second.yaml")?.status, .cancelled)
 
         try FileManager.default.removeItem(at: sandbox.recipes.appendingPathComponent("third.yaml"))
-        sandbox.wait("the removed recipe's run to be cancelled") { try sandbox.run(named: "third.yaml")?.status == .cancelled }
+        try sandbox.wait("the removed recipe's run to be cancelled") { try sandbox.run(named: "third.yaml")?.status == .cancelled }
 
         let first = try XCTUnwrap(try sandbox.run(named: "first.yaml"))
         let cancelRunning = try sandbox.keel(["cancel", first.id, "--var", sandbox.varDirectory.path])
         XCTAssertEqual(cancelRunning.status, 0, cancelRunning.output)
-        sandbox.wait("the running run to be cancelled") { try sandbox.run(named: "first.yaml")?.status == .cancelled }
+        try sandbox.wait("the running run to be cancelled") { try sandbox.run(named: "first.yaml")?.status == .cancelled }
         XCTAssertLessThan(try XCTUnwrap(try sandbox.run(named: "first.yaml")).currentStep, 400)
         XCTAssertTrue(daemon.isRunning)
+    }
+}
+
+// MARK: - Sandbox
+
+
+/// A sandbox for end-to-end daemon tests: recipes/ and var/ in a temporary folder, the real `keel`
+/// binary of this build started as a child process, and the store read directly.
+final class DaemonSandbox {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// The `keel` built beside the tests (`swift test -c release` builds it at .build/release/keel).
+    static func keelBinary(file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        for configuration in ["release", "debug"] {
+            let path = repository.appendingPathComponent(".build/\(configuration)/keel").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        XCTFail("no keel binary at \(repository.path)/.build/release/keel; run `swift build -c release` first", file: file, line: line)
+        throw XCTSkip("keel binary missing")
+    }
+
+    let root: URL
+    let recipes: URL
+    let varDirectory: URL
+    /// Recipes are written here first, then copied or moved into recipes/.
+    let staging: URL
+    let keel: String
+
+    init(_ test: XCTestCase) throws {
+        keel = try Self.keelBinary()
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("keel-daemon-\(UUID().uuidString)")
+        recipes = root.appendingPathComponent("recipes", isDirectory: true)
+        varDirectory = root.appendingPathComponent("var", isDirectory: true)
+        staging = root.appendingPathComponent("staging", isDirectory: true)
+        for url in [recipes, varDirectory, staging] { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
+        let root = self.root
+        test.addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+    }
+
+    /// A DPO recipe on a tiny random model over generated pairs: `steps` optimizer steps of 4 pairs.
+    static func tinyRecipe(name: String, steps: Int, checkpointEvery: Int = 0, hidden: Int = 32, seed: Int = 0) -> String {
+        """
+        model: {tiny: {layers: 2, hidden: \(hidden), heads: 4, kv_heads: 2, intermediate: \(2 * hidden), vocab: 259, seed: \(seed)}}
+        data:
+          - {name: synthetic-preferences, count: 96, seed: \(seed)}
+          - {name: split, eval_count: 16}
+        loss: {name: dpo, beta: 0.1}
+        optimizer: {lr: 1.0e-3, weight_decay: 0.0}
+        training:
+          steps: \(steps)
+          batch_size: 4
+          max_length: 48
+          seed: \(seed)
+          eval_every: 0
+          checkpoint_every: \(checkpointEvery)
+          keep_checkpoints: 2
+          log_every: 1
+        output: {name: \(name)}
+
+        """
+    }
+
+    /// Writes `text` to staging/<name> and returns its URL.
+    @discardableResult
+    func stage(_ name: String, _ text: String) throws -> URL {
+        let url = staging.appendingPathComponent(name)
+        try Data(text.utf8).write(to: url)
+        return url
+    }
+
+    /// `cp` (the file is written in place: close-after-write) or `mv` (an atomic rename) into recipes/.
+    func drop(_ name: String, by tool: String = "cp") throws {
+        let status = try Self.runTool("/bin/\(tool)", [staging.appendingPathComponent(name).path, recipes.appendingPathComponent(name).path])
+        XCTAssertEqual(status, 0, "\(tool) \(name)")
+    }
+
+    static func runTool(_ path: String, _ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// Starts `keel daemon` on the sandbox (output to daemon-N.log) with extra arguments and environment.
+    func startDaemon(_ arguments: [String] = [], environment: [String: String] = [:]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: keel)
+        process.arguments = ["daemon", "--recipes", recipes.path, "--var", varDirectory.path] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let logURL = root.appendingPathComponent("daemon-\(UUID().uuidString.prefix(8)).log")
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: logURL)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        daemonLogs.append(logURL)
+        return process
+    }
+
+    private(set) var daemonLogs: [URL] = []
+
+    /// Everything the daemons of this sandbox printed (for failure messages).
+    var daemonOutput: String {
+        daemonLogs.map { (try? String(contentsOf: $0, encoding: .utf8)) ?? "" }.joined(separator: "\n---\n")
+    }
+
+    func store() throws -> KeelStore { try KeelStore(path: varDirectory.appendingPathComponent("keel.db")) }
+
+    func runs() throws -> [RunRecord] {
+        guard FileManager.default.fileExists(atPath: varDirectory.appendingPathComponent("keel.db").path) else { return [] }
+        return try store().runSummaries(limit: 1000).map(\.run)
+    }
+
+    func run(named name: String) throws -> RunRecord? {
+        try runs().first { $0.recipePath.hasSuffix("/\(name)") }
+    }
+
+    /// Polls `condition` every 50 ms until it holds or `timeout` passes; fails the test (with the
+    /// daemon's output) on timeout.
+    @discardableResult
+    func wait(_ what: String, timeout: TimeInterval = 45, file: StaticString = #filePath, line: UInt = #line,
+              until condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try condition() { return true }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        XCTFail("timed out after \(timeout) s waiting for \(what)\ndaemon output:\n\(daemonOutput)", file: file, line: line)
+        return false
+    }
+
+    /// Sends `signal` to `process` and waits for it to exit; returns the seconds it took.
+    @discardableResult
+    func stop(_ process: Process, signal: Int32 = SIGTERM, timeout: TimeInterval = 30) -> TimeInterval {
+        let started = Date()
+        kill(process.processIdentifier, signal)
+        let deadline = started.addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        return Date().timeIntervalSince(started)
+    }
+
+    /// Runs `keel ARGS` to completion; returns (status, stdout + stderr).
+    func keel(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: keel)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+
+    func events(_ runID: String, kind: String) throws -> [EventRecord] {
+        try store().events(runID).filter { $0.kind == kind }
+    }
+
+    func exportedModel(_ runID: String, in varDirectory: URL? = nil) throws -> Data {
+        try Data(contentsOf: RunLayout(varDirectory: varDirectory ?? self.varDirectory).export(runID).appendingPathComponent("model.safetensors"))
     }
 }
