@@ -1,0 +1,91 @@
+import Foundation
+import XCTest
+@testable import KeelCore
+
+final class ResumeTests: XCTestCase {
+    /// tiny-dpo, 40 steps, a checkpoint every 10 (keep 2), eval every 20, metrics every step.
+    private let shortRun = [("steps: 300", "steps: 40"), ("batch_size: 16", "batch_size: 8"), ("checkpoint_every: 100", "checkpoint_every: 10"),
+                            ("eval_every: 100", "eval_every: 20"), ("log_every: 10", "log_every: 1")]
+
+    /// Timing metrics differ between any two runs; every other metric must match bit for bit.
+    private let timingMetrics: Set<String> = [TrainMetric.stepTime, TrainMetric.tokensPerSecond]
+
+    /// A run SIGKILLed three times — after step 7's metrics, in the middle of writing step 20's
+    /// checkpoint (after its first file), after step 33 — and resumed each time ends with the same
+    /// weights, bit for bit, as an uninterrupted run, and with every step's metrics recorded exactly once
+    /// with the uninterrupted run's values.
+    func testKilledAndResumedRunMatchesUninterruptedRunBitwise() throws {
+        let reference = try RunFixture(), interrupted = try RunFixture()
+        try reference.writeTinyDPO(shortRun)
+        try interrupted.writeTinyDPO(shortRun)
+        let full = try reference.keel(["run", reference.recipe.path])
+        XCTAssertEqual(full.status, 0, full.error)
+
+        let first = try interrupted.keel(["run", interrupted.recipe.path], fault: "kill-after-step:7")
+        XCTAssertTrue(first.killedBySignal, "expected SIGKILL; status \(first.status) \(first.error)")
+        let runID = try interrupted.onlyRunID()
+        let checkpointsDirectory = interrupted.varDirectory.appendingPathComponent("runs/\(runID)/checkpoints")
+        XCTAssertEqual(try interrupted.store().checkpoints(runID).count, 0)
+
+        let second = try interrupted.keel(["resume", runID], fault: "kill-in-checkpoint:20")
+        XCTAssertTrue(second.killedBySignal, "expected SIGKILL; status \(second.status) \(second.error)")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: checkpointsDirectory.path)
+        XCTAssertTrue(leftovers.contains { $0.hasPrefix("step-20.tmp-") }, "no half-written step-20 checkpoint: \(leftovers)")
+        XCTAssertEqual(try interrupted.store().checkpoints(runID).filter(\.isComplete).map(\.step), [10])
+
+        let third = try interrupted.keel(["resume", runID], fault: "kill-after-step:33")
+        XCTAssertTrue(third.killedBySignal, "expected SIGKILL; status \(third.status) \(third.error)")
+        XCTAssertTrue(third.output.contains("continuing from checkpoint step 10"), third.output)
+        XCTAssertEqual(try interrupted.store().run(runID)?.status, .running)  // nobody reported the kill
+
+        let last = try interrupted.keel(["resume", runID])
+        XCTAssertEqual(last.status, 0, last.error)
+        XCTAssertTrue(last.output.contains("continuing from checkpoint step 30"), last.output)
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: checkpointsDirectory.path).contains { $0.contains(".tmp-") })
+
+        let referenceID = try reference.onlyRunID()
+        func finalWeights(_ fixture: RunFixture, _ id: String) throws -> Data {
+            try Data(contentsOf: fixture.varDirectory.appendingPathComponent("runs/\(id)/export/model.safetensors"))
+        }
+        XCTAssertEqual(try finalWeights(interrupted, runID), try finalWeights(reference, referenceID), "final weights differ")
+
+        let names = try reference.store().database.query("SELECT DISTINCT split, name FROM metrics WHERE run_id = ?", referenceID)
+        XCTAssertGreaterThan(names.count, 8)
+        for row in names {
+            let split = try XCTUnwrap(MetricSplit(rawValue: try row.string("split"))), name = try row.string("name")
+            let expected = try reference.store().metricSeries(referenceID, split: split, name: name)
+            let actual = try interrupted.store().metricSeries(runID, split: split, name: name)
+            XCTAssertEqual(actual.map(\.step), expected.map(\.step), "\(split) \(name)")
+            if !timingMetrics.contains(name) {
+                XCTAssertEqual(actual.map(\.value.bitPattern), expected.map(\.value.bitPattern), "\(split) \(name)")
+            }
+        }
+        XCTAssertEqual(try interrupted.store().metricSeries(runID, split: .train, name: TrainMetric.loss).map(\.step), Array(1...40))
+        XCTAssertEqual(try interrupted.store().metricSeries(runID, split: .eval, name: TrainMetric.loss).map(\.step), [0, 20, 40])
+        XCTAssertEqual(try interrupted.store().events(runID).filter { $0.kind == RunEvent.resumed }.count, 2)
+    }
+
+    /// A changed recipe is refused, naming the change; --force resumes and records the override.
+    func testResumeRefusesAChangedRecipeUnlessForced() throws {
+        let fixture = try RunFixture()
+        try fixture.writeTinyDPO(shortRun)
+        let killed = try fixture.keel(["run", fixture.recipe.path], fault: "kill-after-step:12")
+        XCTAssertTrue(killed.killedBySignal, "expected SIGKILL; status \(killed.status) \(killed.error)")
+        let runID = try fixture.onlyRunID()
+
+        try fixture.writeTinyDPO(shortRun + [("lr: 1.0e-2", "lr: 2.0e-2")])
+        let refused = try fixture.keel(["resume", runID])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.error.contains("refusing to resume run \(runID)"), refused.error)
+        XCTAssertTrue(refused.error.contains("recipe changed"), refused.error)
+        XCTAssertFalse(refused.error.contains("model changed"), refused.error)
+        XCTAssertEqual(try fixture.store().latestCompleteCheckpoint(runID)?.step, 10)
+
+        let forced = try fixture.keel(["resume", runID, "--force"])
+        XCTAssertEqual(forced.status, 0, forced.error)
+        let events = try fixture.store().events(runID).filter { $0.kind == RunEvent.resumeForced }
+        XCTAssertEqual(events.count, 1)
+        XCTAssertTrue(events.first?.message.contains("recipe changed") ?? false)
+        XCTAssertEqual(try fixture.store().run(runID)?.status, .completed)
+    }
+}
