@@ -294,8 +294,9 @@ public final class Daemon: @unchecked Sendable {
         } else {
             var error = "worker \(worker.pid) \(exit)"
             if externalKill { error += " for the \(configuration.maxExternalKills + 1)th time; not resuming it again" }
-            let tail = worker.logTail()
-            if !tail.isEmpty { error += "\nlast lines of \(worker.logURL.path):\n\(tail)" }
+            let output = worker.outputBeforeCrash()
+            error += output.isEmpty ? "; it printed nothing (\(worker.logURL.path))"
+                                    : "\nits last output (all of it, with any backtrace, in \(worker.logURL.path)):\n\(output)"
             try store.setStatus(runID, .failed, error: error)
             try store.setRecipeState(entry, .done, error: error)
             log("\(runID): failed: \(error)")

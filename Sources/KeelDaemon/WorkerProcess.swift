@@ -13,6 +13,8 @@ public final class WorkerProcess {
     public let pid: pid_t
     public let logURL: URL
     public let startedAt: Date
+    /// Where this worker's output starts in the log (earlier attempts of the run come before).
+    let logOffset: UInt64
     /// Set when the daemon itself sent SIGTERM/SIGKILL (shutdown or cancel), so the exit is not a crash.
     public var stopSignalSent = false
 
@@ -23,6 +25,7 @@ public final class WorkerProcess {
         self.runID = runID
         self.logURL = logURL
         try FileManager.default.createDirectory(at: logURL.deletingLastPathComponent(), withIntermediateDirectories: true)
+        logOffset = ((try? FileManager.default.attributesOfItem(atPath: logURL.path)[.size]) as? NSNumber)?.uint64Value ?? 0
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -62,21 +65,21 @@ public final class WorkerProcess {
 
     public func signal(_ signal: Int32) { kill(pid, signal) }
 
-    /// The last `count` lines of the log (for a crash report).
-    public func logTail(lines count: Int = 20) -> String {
-        Self.tail(of: logURL, lines: count)
+    /// What this worker printed before it died, for a crash report: its last `count` lines of output
+    /// before the Swift runtime's crash backtrace (which stays in the log; its register dumps would
+    /// crowd out the "Fatal error: …" line that says what happened).
+    public func outputBeforeCrash(lines count: Int = 20) -> String {
+        guard let handle = try? FileHandle(forReadingFrom: logURL) else { return "" }
+        defer { try? handle.close() }
+        try? handle.seek(toOffset: logOffset)
+        let output = String(decoding: (try? handle.read(upToCount: 1 << 20)) ?? Data(), as: UTF8.self)
+        let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+        let beforeBacktrace = lines.prefix { !$0.contains(Self.backtraceMarker) }
+        return beforeBacktrace.suffix(count).joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    static func tail(of url: URL, lines count: Int) -> String {
-        guard let handle = try? FileHandle(forReadingFrom: url) else { return "" }
-        defer { try? handle.close() }
-        let size = (try? handle.seekToEnd()) ?? 0
-        let window: UInt64 = 16 * 1024
-        try? handle.seek(toOffset: size > window ? size - window : 0)
-        let text = String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
-        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(count + 1)
-            .joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
-    }
+    /// The first line of the Swift runtime's backtrace ("💣 Program crashed: Illegal instruction at …").
+    static let backtraceMarker = "Program crashed:"
 }
 
 /// How a worker ended, decoded from a `waitpid` status.

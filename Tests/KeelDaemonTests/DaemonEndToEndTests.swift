@@ -20,9 +20,11 @@ final class DaemonEndToEndTests: XCTestCase {
         Thread.sleep(forTimeInterval: 0.3)  // the daemon is watching
         try sandbox.drop(".hidden.yaml")
         try sandbox.drop("notes.txt")
+        // One after the other, so that each finds the daemon idle: the latency then measures the
+        // daemon, not the queue.
         try sandbox.drop("copied.yaml", by: "cp")
+        try sandbox.wait("the copied recipe's run to complete") { try sandbox.run(named: "copied.yaml")?.status == .completed }
         try sandbox.drop("moved.yml", by: "mv")
-
         try sandbox.wait("both runs to complete") {
             try ["copied.yaml", "moved.yml"].allSatisfy { try sandbox.run(named: $0)?.status == .completed }
         }
@@ -34,7 +36,8 @@ final class DaemonEndToEndTests: XCTestCase {
             let message = try JSONSerialization.jsonObject(with: Data(dispatched[0].message.utf8)) as? [String: Double]
             let latency = try XCTUnwrap(message?["latency_ms"], "latency recorded for \(name)")
             print("\(name): file close → worker start \(latency) ms")
-            XCTAssertLessThan(latency, 2000, "\(name): latency")
+            // The target is 100 ms; the bound leaves room for a machine busy with other builds.
+            XCTAssertLessThan(latency, 500, "\(name): latency")
             let log = try String(contentsOf: URL(fileURLWithPath: try XCTUnwrap(run.logPath)), encoding: .utf8)
             XCTAssertTrue(log.contains("step 3/3"), "worker.log holds the training output:\n\(log)")
         }
