@@ -106,6 +106,18 @@ public final class Daemon: @unchecked Sendable {
         try watcher.start()
         defer { watcher.stop() }
 
+        do {
+            try serve(watcher)
+        } catch {
+            // Workers must not outlive the daemon's failure unsupervised (they would notice anyway).
+            watcher.stop()
+            if !workers.isEmpty { try? shutdown(reason: "error: \(error)") }
+            throw error
+        }
+    }
+
+    /// The loop: returns on SIGTERM/SIGINT (after `shutdown`) or when idle with `exitWhenIdle`.
+    private func serve(_ watcher: RecipeWatcher) throws {
         while true {
             inboxLock.lock()
             let (events, failure, stop) = (inbox, watcherFailure, stopSignal)
@@ -113,14 +125,9 @@ public final class Daemon: @unchecked Sendable {
             inboxLock.unlock()
             if let stop {
                 watcher.stop()
-                try shutdown(reason: "received \(stop == SIGINT ? "SIGINT" : "SIGTERM")")
-                return
+                return try shutdown(reason: "received \(stop == SIGINT ? "SIGINT" : "SIGTERM")")
             }
-            if let failure {
-                watcher.stop()
-                try shutdown(reason: "\(failure)")
-                throw failure
-            }
+            if let failure { throw failure }
             for event in events { try handle(event.url, event.kind, at: event.time) }
             try revisitUnsettled()
             try reapWorkers()
@@ -197,19 +204,24 @@ public final class Daemon: @unchecked Sendable {
             let graph = try RecipeLoader(registry: registry).load(url, displayName: url.path)
             let parts = try RunFingerprint.parts(recipe: graph.recipe, recipeText: text)
             let runID = RunID.make(recipeName: graph.recipe.outputName)
-            try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text, fingerprint: RunFingerprint.combined(parts),
-                                       fingerprintParts: parts, logPath: logPath(runID)), at: seenAt)
-            try store.setRecipeState(entry.id, .queued, runID: runID)
-            try store.recordEvent(runID, kind: DaemonEvent.queued, ["recipe": url.path, "sha256": entry.contentSHA256])
+            // One transaction: a run row exists exactly when its queue entry names it.
+            try store.database.transaction {
+                try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text, fingerprint: RunFingerprint.combined(parts),
+                                           fingerprintParts: parts, logPath: logPath(runID)), at: seenAt)
+                try store.setRecipeState(entry.id, .queued, runID: runID)
+                try store.recordEvent(runID, kind: DaemonEvent.queued, ["recipe": url.path, "sha256": entry.contentSHA256])
+            }
             log("\(runID): queued \(url.lastPathComponent)")
         } catch {
             let message = "\(error)"
             let runID = RunID.make(recipeName: url.deletingPathExtension().lastPathComponent)
-            try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text, fingerprint: entry.contentSHA256,
-                                       fingerprintParts: ["recipe": entry.contentSHA256]), status: .rejected, at: seenAt)
-            try store.setStatus(runID, .rejected, error: message)
-            try store.setRecipeState(entry.id, .rejected, runID: runID, error: message)
-            try store.recordEvent(runID, kind: DaemonEvent.rejected, ["recipe": url.path, "error": message])
+            try store.database.transaction {
+                try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text, fingerprint: entry.contentSHA256,
+                                           fingerprintParts: ["recipe": entry.contentSHA256]), status: .rejected, at: seenAt)
+                try store.setStatus(runID, .rejected, error: message)
+                try store.setRecipeState(entry.id, .rejected, runID: runID, error: message)
+                try store.recordEvent(runID, kind: DaemonEvent.rejected, ["recipe": url.path, "error": message])
+            }
             log("\(runID): rejected \(url.lastPathComponent):\n\(message)")
         }
     }
