@@ -9,11 +9,9 @@ struct DaemonCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "daemon",
         abstract: "Watch a recipes folder; queue each new or changed recipe (durably, in var/keel.db) and train it in a worker process.",
-        discussion: """
-            Drop a recipe (*.yaml, *.yml; dotfiles ignored) into the folder with cp or an atomic mv. Invalid
-            recipes are recorded as rejected with every error (keel status). SIGTERM/SIGINT stop the workers
-            and exit; interrupted runs resume from their latest checkpoint at the next start. See docs/daemon.md.
-            """)
+        discussion: "Drop a recipe (*.yaml, *.yml; dotfiles ignored) into the folder with cp or an atomic mv. "
+            + "Invalid recipes are recorded as rejected with every error (keel status). SIGTERM/SIGINT stop the workers "
+            + "and exit; interrupted runs resume from their latest checkpoint at the next start. See docs/daemon.md.")
 
     @Option(help: "Folder of recipes to watch (top level only).")
     var recipes = "recipes"

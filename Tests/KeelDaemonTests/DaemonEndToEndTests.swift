@@ -46,6 +46,26 @@ final class DaemonEndToEndTests: XCTestCase {
         XCTAssertTrue(logs.output.contains("step 3/3"), logs.output)
     }
 
+    /// A recipe still being written when the daemon starts is not read half-written by the start-up
+    /// scan: it is queued once, complete, when its writer closes it.
+    func testRecipeBeingWrittenAtStartIsReadOnlyWhenComplete() throws {
+        let sandbox = try DaemonSandbox(self)
+        let text = DaemonSandbox.tinyRecipe(name: "slow", steps: 2)
+        let url = sandbox.recipes.appendingPathComponent("slow.yaml")
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        let writer = try FileHandle(forWritingTo: url)
+        let half = text.index(text.startIndex, offsetBy: text.count / 2)
+        try writer.write(contentsOf: Data(text[..<half].utf8))
+        let daemon = try sandbox.startDaemon()
+        defer { sandbox.stop(daemon) }
+        Thread.sleep(forTimeInterval: 0.5)  // the daemon has scanned the folder
+        try writer.write(contentsOf: Data(text[half...].utf8))
+        try writer.close()
+        try sandbox.wait("the completed recipe's run to complete") { try sandbox.run(named: "slow.yaml")?.status == .completed }
+        Thread.sleep(forTimeInterval: 1)  // past the settle time
+        XCTAssertEqual(try sandbox.runs().map(\.status), [.completed], "one run, from the complete file")
+    }
+
     /// 20 recipes arriving at once each run exactly once; touching one again without changing it
     /// makes no run, changing it makes one, removing a queued one cancels it.
     func testTwentyRecipesAtOnceEachRunExactlyOnce() throws {
