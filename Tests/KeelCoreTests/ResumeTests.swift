@@ -15,9 +15,21 @@ final class ResumeTests: XCTestCase {
     /// weights, bit for bit, as an uninterrupted run, and with every step's metrics recorded exactly once
     /// with the uninterrupted run's values.
     func testKilledAndResumedRunMatchesUninterruptedRunBitwise() throws {
+        try assertKilledAndResumedRunMatchesUninterruptedRun(shortRun)
+    }
+
+    /// The same with TR-DPO's reference sync, which changes the reference: its weights must be
+    /// checkpointed (reference.safetensors) and restored for the resumed run to stay on the same path.
+    func testKilledAndResumedRunWithReferenceSyncMatchesBitwise() throws {
+        try assertKilledAndResumedRunMatchesUninterruptedRun(shortRun + [
+            ("output: {name: tiny-dpo}", "schedulers: [{name: ref-sync, alpha: 0.5, tau: 3}]\noutput: {name: tiny-dpo}"),
+        ])
+    }
+
+    private func assertKilledAndResumedRunMatchesUninterruptedRun(_ recipe: [(String, String)]) throws {
         let reference = try RunFixture(), interrupted = try RunFixture()
-        try reference.writeTinyDPO(shortRun)
-        try interrupted.writeTinyDPO(shortRun)
+        try reference.writeTinyDPO(recipe)
+        try interrupted.writeTinyDPO(recipe)
         let full = try reference.keel(["run", reference.recipe.path])
         XCTAssertEqual(full.status, 0, full.error)
 

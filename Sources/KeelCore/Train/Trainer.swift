@@ -5,6 +5,12 @@ public protocol TrainingObserver: AnyObject {
     func record(step: Int, split: MetricSplit, metrics: [String: Double]) throws
     /// Called after step `trainer.step` when a checkpoint is due (every `checkpoint_every` and at the end).
     func checkpoint(_ trainer: Trainer) throws
+    /// Called after every optimizer step, logged or not (a sign of life for the run's heartbeat).
+    func stepCompleted(_ step: Int) throws
+}
+
+extension TrainingObserver {
+    public func stepCompleted(_ step: Int) throws {}
 }
 
 /// Sub-streams of `training.seed` the trainer draws from (1 and 2 are the data plugins', `SeedStream`).
@@ -142,6 +148,7 @@ public final class Trainer: TrainingContext {
             if config.evalEvery > 0, !evalPairs.isEmpty, step % config.evalEvery == 0 || step == totalSteps {
                 try observer.record(step: step, split: .eval, metrics: try evaluate())
             }
+            try observer.stepCompleted(step)
             FaultInjection.afterStep(step)
             if (config.checkpointEvery > 0 && step % config.checkpointEvery == 0) || step == totalSteps { try observer.checkpoint(self) }
         }

@@ -159,7 +159,6 @@ public final class TrainingRun: TrainingObserver {
     public func record(step: Int, split: MetricSplit, metrics: [String: Double]) throws {
         let started = Date()
         try store.recordMetrics(runID, step: step, split: split, metrics)
-        if Date().timeIntervalSince(lastHeartbeat) >= 2 { try heartbeat(step: step) }
         storeSeconds += Date().timeIntervalSince(started)
         display.record(step: step, split: split, metrics: metrics)
     }
@@ -171,6 +170,15 @@ public final class TrainingRun: TrainingObserver {
         try checkpoints.save(step: trainer.step, files: trainer.checkpointFiles(scratch: scratch))
         try heartbeat(step: trainer.step)
         checkpointSeconds += Date().timeIntervalSince(started)
+    }
+
+    /// Heartbeats at most every 2 s, so that a slow run with a long `log_every` still looks alive to the
+    /// daemon (which marks runs without heartbeats as interrupted).
+    public func stepCompleted(_ step: Int) throws {
+        guard Date().timeIntervalSince(lastHeartbeat) >= 2 else { return }
+        let started = Date()
+        try heartbeat(step: step)
+        storeSeconds += Date().timeIntervalSince(started)
     }
 
     private func heartbeat(step: Int) throws {
