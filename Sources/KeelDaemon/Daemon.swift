@@ -202,14 +202,20 @@ public final class Daemon: @unchecked Sendable {
         let logPath: (String) -> String = { [layout] in layout.run($0).appendingPathComponent(Self.workerLogName).path }
         do {
             let graph = try RecipeLoader(registry: registry).load(url, displayName: url.path)
+            // Hashes the model and data files: most of the latency for a real model (~1 s for the 98 MB
+            // SmolLM2 GGUF), so it is recorded in the `queued` event.
+            let hashingStarted = Date()
             let parts = try RunFingerprint.parts(recipe: graph.recipe, recipeText: text)
+            let fingerprintMilliseconds = (Date().timeIntervalSince(hashingStarted) * 1000).rounded()
             let runID = RunID.make(recipeName: graph.recipe.outputName)
             // One transaction: a run row exists exactly when its queue entry names it.
             try store.database.transaction {
                 try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text, fingerprint: RunFingerprint.combined(parts),
                                            fingerprintParts: parts, logPath: logPath(runID)), at: seenAt)
                 try store.setRecipeState(entry.id, .queued, runID: runID)
-                try store.recordEvent(runID, kind: DaemonEvent.queued, ["recipe": url.path, "sha256": entry.contentSHA256])
+                try store.recordEvent(runID, kind: DaemonEvent.queued, [
+                    "recipe": url.path, "sha256": entry.contentSHA256, "fingerprint_ms": "\(fingerprintMilliseconds)",
+                ])
             }
             log("\(runID): queued \(url.lastPathComponent)")
         } catch {

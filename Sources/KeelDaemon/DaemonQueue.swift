@@ -6,7 +6,8 @@ public enum DaemonEvent {
     /// Daemon-wide (run id NULL): start and stop, with pid and settings / shutdown duration.
     public static let daemonStarted = "daemon-started"
     public static let daemonStopped = "daemon-stopped"
-    /// A valid recipe version was queued as a new run.
+    /// A valid recipe version was queued as a new run; `fingerprint_ms` is the time spent hashing its
+    /// model and data files (`RunFingerprint.parts`).
     public static let queued = "queued"
     /// A recipe version failed validation; `error` holds every problem (file:line:col).
     public static let rejected = "rejected"
