@@ -77,6 +77,32 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(try interrupted.store().events(runID).filter { $0.kind == RunEvent.resumed }.count, 2)
     }
 
+    /// Each changed input is named: the recipe text, each data file by path, the model.
+    func testFingerprintNamesEachChangedPart() throws {
+        let fixture = try RecipeFixture()
+        let yaml = """
+            model: {tiny: {seed: 1}}
+            data: [{name: preference-jsonl, path: pairs.jsonl}]
+            loss: {name: test-pairwise}
+            training: {steps: 1}
+            """
+        let text = try String(contentsOf: fixture.write(yaml, to: "r.yaml"), encoding: .utf8)
+        let before = try RunFingerprint.parts(recipe: fixture.load(yaml).recipe, recipeText: text)
+        XCTAssertEqual(Set(before.keys), ["recipe", "model", "data \(fixture.path("pairs.jsonl"))"])
+        XCTAssertEqual(before["data \(fixture.path("pairs.jsonl"))"], try SHA256.hex(ofFileAt: URL(fileURLWithPath: fixture.path("pairs.jsonl"))))
+
+        try fixture.write("{\"prompt\": \"a\", \"chosen\": \" b\", \"rejected\": \" c\"}\n", to: "pairs.jsonl")
+        let changedData = try RunFingerprint.parts(recipe: fixture.load(yaml).recipe, recipeText: text)
+        XCTAssertEqual(RunFingerprint.differences(recorded: before, current: changedData).map { String($0.prefix(while: { $0 != "(" })) },
+                       ["data \(fixture.path("pairs.jsonl")) changed "])
+
+        let otherModel = yaml.replacingOccurrences(of: "seed: 1", with: "seed: 2")
+        let changedModel = try RunFingerprint.parts(recipe: fixture.load(otherModel).recipe, recipeText: otherModel)
+        XCTAssertEqual(RunFingerprint.differences(recorded: changedData, current: changedModel).map { String($0.prefix(while: { $0 != " " })) },
+                       ["model", "recipe"])
+        XCTAssertNotEqual(RunFingerprint.combined(before), RunFingerprint.combined(changedData))
+    }
+
     /// A changed recipe is refused, naming the change; --force resumes and records the override.
     func testResumeRefusesAChangedRecipeUnlessForced() throws {
         let fixture = try RunFixture()

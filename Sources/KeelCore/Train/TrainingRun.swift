@@ -45,17 +45,22 @@ public final class TrainingRun: TrainingObserver {
     }
 
     /// `keel run`: a new run of the recipe at `recipePath`; returns its id once it has completed.
+    /// `runID`: use this id (e.g. one the daemon chose); a `queued` run row with it is taken over as is.
     @discardableResult
     public static func start(recipePath: String, layout: RunLayout, registry: PluginRegistry,
-                             display: ProgressDisplay) throws -> String {
+                             display: ProgressDisplay, runID chosenID: String? = nil) throws -> String {
         let url = URL(fileURLWithPath: recipePath).standardizedFileURL
         let graph = try RecipeLoader(registry: registry).load(url, displayName: recipePath)
         let text = try String(contentsOf: url, encoding: .utf8)
         let parts = try RunFingerprint.parts(recipe: graph.recipe, recipeText: text)
         let store = try KeelStore(path: layout.store)
-        let runID = RunID.make(recipeName: graph.recipe.outputName)
-        try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text,
-                                   fingerprint: RunFingerprint.combined(parts), fingerprintParts: parts))
+        let runID = chosenID ?? RunID.make(recipeName: graph.recipe.outputName)
+        if let existing = try store.run(runID) {
+            guard existing.status == .queued else { throw TrainerError("run \(runID) already exists (\(existing.status.rawValue)); use keel resume") }
+        } else {
+            try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text,
+                                       fingerprint: RunFingerprint.combined(parts), fingerprintParts: parts))
+        }
         display.line("run \(runID)")
         try execute(store: store, runID: runID, graph: graph, layout: layout, display: display)
         return runID
