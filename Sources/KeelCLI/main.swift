@@ -7,7 +7,10 @@ struct KeelCommand: ParsableCommand {
         commandName: "keel",
         abstract: "Align language models with human preferences (DPO, SimPO, TR-DPO, POET, VAR, DEFT, …).",
         version: Keel.version,
-        subcommands: [ValidateCommand.self, PlanCommand.self, PluginsCommand.self, BenchCommand.self, GenerateCommand.self, ScoreCommand.self])
+        subcommands: [RunCommand.self, ResumeCommand.self, StatusCommand.self, ExportCommand.self,
+                      DaemonCommand.self, WorkerCommand.self, LogsCommand.self, CancelCommand.self,
+                      ValidateCommand.self, PlanCommand.self, PluginsCommand.self,
+                      GenerateCommand.self, ScoreCommand.self, BenchCommand.self])
 }
 
 KeelCommand.main()

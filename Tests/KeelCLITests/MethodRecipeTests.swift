@@ -69,6 +69,7 @@ final class MethodRecipeTests: XCTestCase {
             "rpo.yaml": (["dpo", "sft"], true, [], false),
             "tr-dpo-soft.yaml": (["dpo"], true, ["ref-sync"], false), "tr-dpo-hard.yaml": (["dpo"], true, ["ref-sync"], false),
             "dpo-poet.yaml": (["dpo"], true, [], true), "simpo-poet.yaml": (["simpo"], false, [], true),
+            "tiny-dpo.yaml": (["dpo"], true, [], false),
         ]
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.examples.path).filter { $0.hasSuffix(".yaml") }
         XCTAssertEqual(Set(files), Set(expected.keys))

@@ -46,7 +46,7 @@ final class PluginRegistryTests: XCTestCase {
 
     func testBuiltinsAndExternalRegistration() throws {
         var registry = PluginRegistry.builtin()
-        XCTAssertEqual(registry.names(of: .data), ["drop-flagged", "hh", "preference-jsonl", "shuffle", "split"])
+        XCTAssertEqual(registry.names(of: .data), ["drop-flagged", "hh", "preference-jsonl", "shuffle", "split", "synthetic-preferences"])
         XCTAssertEqual(registry.names(of: .loss), [])
         try registry.register(TestPairwiseLoss.self)
         XCTAssertEqual(registry.names(of: .loss), ["test-pairwise"])

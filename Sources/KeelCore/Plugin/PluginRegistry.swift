@@ -19,7 +19,8 @@ public struct PluginRegistry {
     }
 
     static let builtinPluginTypes: [any KeelPlugin.Type] = [
-        PreferenceJSONLSource.self, HHSource.self, ShuffleTransform.self, SplitTransform.self, DropFlaggedFilter.self,
+        PreferenceJSONLSource.self, HHSource.self, SyntheticPreferencesSource.self, ShuffleTransform.self, SplitTransform.self,
+        DropFlaggedFilter.self,
     ]
 
     public mutating func register(_ type: any KeelPlugin.Type) throws {

@@ -45,6 +45,12 @@ public final class KeelStore: @unchecked Sendable {
         guard changed == 1 else { throw StoreError.unknownRun(runID) }
     }
 
+    /// Sets `total_steps` once the trainer knows it (after loading the data).
+    public func setTotalSteps(_ runID: String, _ totalSteps: Int) throws {
+        let changed = try database.execute("UPDATE runs SET total_steps = ? WHERE id = ?", totalSteps, runID)
+        guard changed == 1 else { throw StoreError.unknownRun(runID) }
+    }
+
     /// Marks `running` runs whose last heartbeat (or start, if none) is older than `cutoff` as
     /// `interrupted`, and returns their ids: the daemon calls this at start and periodically, so a
     /// worker killed without a word (OOM, power loss) ends up resumable instead of "running" forever.
@@ -138,10 +144,12 @@ public final class KeelStore: @unchecked Sendable {
     }
 
     /// Marks the checkpoint complete — only after its directory is durably in place under its final name.
+    /// The commit is durable against power loss (`SQLiteDatabase.durably`): older checkpoints are deleted
+    /// right after it, so the mark must not be lost while they are gone.
     public func markCheckpointComplete(_ runID: String, _ checkpoint: CompletedCheckpoint) throws {
-        let changed = try database.execute("""
+        let changed = try database.durably { try database.execute("""
             UPDATE checkpoints SET complete = 1, path = ?, sha256 = ?, bytes = ? WHERE run_id = ? AND step = ?
-            """, checkpoint.directory.path, checkpoint.manifestSHA256, checkpoint.bytes, runID, checkpoint.step)
+            """, checkpoint.directory.path, checkpoint.manifestSHA256, checkpoint.bytes, runID, checkpoint.step) }
         guard changed == 1 else { throw StoreError.unknownCheckpoint(runID: runID, step: checkpoint.step) }
     }
 

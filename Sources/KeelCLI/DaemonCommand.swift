@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import KeelCore
+import KeelDaemon
+
+/// `keel daemon [--recipes DIR] [--var DIR] [--workers N] [--exit-when-idle]`: watches a recipes folder,
+/// queues every new or changed recipe and trains the queue in worker processes. docs/daemon.md.
+struct DaemonCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "daemon",
+        abstract: "Watch a recipes folder; queue each new or changed recipe (durably, in var/keel.db) and train it in a worker process.",
+        discussion: "Drop a recipe (*.yaml, *.yml; dotfiles ignored) into the folder with cp or an atomic mv. "
+            + "Invalid recipes are recorded as rejected with every error (keel status). SIGTERM/SIGINT stop the workers "
+            + "and exit; interrupted runs resume from their latest checkpoint at the next start. See docs/daemon.md.")
+
+    @Option(help: "Folder of recipes to watch (top level only).")
+    var recipes = "recipes"
+
+    @OptionGroup var varDirectory: VarDirectoryOption
+
+    @Option(help: "Runs trained at the same time, each in its own process.")
+    var workers = 1
+
+    @Flag(help: "Exit once nothing is queued, running or waiting to resume (for CI and first runs).")
+    var exitWhenIdle = false
+
+    @Option(help: "Seconds workers get to stop after SIGTERM before they are killed.")
+    var stopTimeout: Double = 20
+
+    func validate() throws {
+        guard workers >= 1 else { throw ValidationError("--workers must be at least 1, got \(workers)") }
+        guard stopTimeout >= 0 else { throw ValidationError("--stop-timeout must not be negative, got \(stopTimeout)") }
+    }
+
+    func run() throws {
+        var configuration = DaemonConfiguration(recipesDirectory: URL(fileURLWithPath: recipes),
+                                                varDirectory: varDirectory.layout.varDirectory)
+        configuration.workers = workers
+        configuration.exitWhenIdle = exitWhenIdle
+        configuration.stopTimeout = stopTimeout
+        let daemon = Daemon(configuration: configuration, registry: keelPluginRegistry()) { line in
+            // Unbuffered: the daemon's output usually goes to a file or the journal.
+            FileHandle.standardOutput.write(Data("\(daemonTimestamp()) \(line)\n".utf8))
+        }
+        try runReportingErrors { try daemon.run() }
+    }
+}
+
+private func daemonTimestamp() -> String {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "UTC")
+    formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+    return formatter.string(from: Date())
+}

@@ -1,0 +1,26 @@
+import ArgumentParser
+import Foundation
+import KeelCore
+
+/// `keel export RUN --to DIR`: the run's latest checkpoint as a Hugging Face model folder.
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write a run's latest checkpoint as a Hugging Face folder (config.json, model.safetensors, tokenizer files).")
+
+    @Argument(help: ArgumentHelp("Run id.", valueName: "run"))
+    var runID: String
+
+    @Option(help: "Destination folder.")
+    var to: String
+
+    @OptionGroup var varDirectory: VarDirectoryOption
+
+    func run() throws {
+        try runReportingErrors {
+            let destination = URL(fileURLWithPath: to)
+            try TrainingRun.export(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(), to: destination)
+            print("exported \(runID) to \(destination.path)")
+        }
+    }
+}

@@ -1,0 +1,24 @@
+import ArgumentParser
+import KeelCore
+
+/// `keel resume RUN [--var DIR] [--force]`: continues a run from its last complete checkpoint.
+struct ResumeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume",
+        abstract: "Continue a run from its last complete checkpoint; refuses if its recipe, data or model changed.")
+
+    @Argument(help: ArgumentHelp("Run id (keel status lists them).", valueName: "run"))
+    var runID: String
+
+    @OptionGroup var varDirectory: VarDirectoryOption
+
+    @Flag(help: "Resume even if the recipe, data or model changed (recorded as an event).")
+    var force = false
+
+    func run() throws {
+        try runReportingErrors {
+            try TrainingRun.resume(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(), force: force,
+                                   display: ProgressDisplay())
+        }
+    }
+}

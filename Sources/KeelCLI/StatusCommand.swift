@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import KeelCore
+
+/// `keel status [RUN] [--json]`: runs with their status, progress and latest metrics.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show runs: status, step/total, latest train and eval metrics.")
+
+    @Argument(help: ArgumentHelp("Show only this run.", valueName: "run"))
+    var runID: String?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @OptionGroup var varDirectory: VarDirectoryOption
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try KeelStore(path: varDirectory.layout.store)
+            var summaries = try store.runSummaries(limit: runID == nil ? 50 : 1_000_000)
+            if let runID {
+                summaries = summaries.filter { $0.run.id == runID }
+                guard !summaries.isEmpty else { throw StoreError.unknownRun(runID) }
+            }
+            if json {
+                let data = try JSONSerialization.data(withJSONObject: summaries.map(Self.jsonObject), options: [.prettyPrinted, .sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            } else if summaries.isEmpty {
+                print("no runs in \(varDirectory.layout.store.path)")
+            } else {
+                for summary in summaries { print(Self.text(summary, detailed: runID != nil)) }
+            }
+        }
+    }
+
+    static func jsonObject(_ s: RunSummary) -> [String: Any] {
+        var object: [String: Any] = [
+            "id": s.run.id, "status": s.run.status.rawValue, "recipe": s.run.recipePath, "step": s.run.currentStep,
+            "created_at": s.run.createdAt.timeIntervalSince1970,
+        ]
+        object["total_steps"] = s.run.totalSteps
+        object["error"] = s.run.error
+        object["pid"] = s.run.pid.map { Int($0) }
+        object["heartbeat_at"] = s.run.heartbeatAt?.timeIntervalSince1970
+        if let train = s.latestTrain { object["train"] = ["step": train.step, "metrics": train.values] }
+        if let eval = s.latestEval { object["eval"] = ["step": eval.step, "metrics": eval.values] }
+        return object
+    }
+
+    static func text(_ s: RunSummary, detailed: Bool) -> String {
+        func format(_ v: Double) -> String { String(format: "%.4g", v) }
+        let total = s.run.totalSteps.map(String.init) ?? "?"
+        var line = "\(s.run.id)  \(s.run.status.rawValue)  step \(s.run.currentStep)/\(total)"
+        if let loss = s.latestTrain?.values[TrainMetric.loss] { line += "  loss \(format(loss))" }
+        if let accuracy = s.latestEval?.values["rewards/accuracies"] { line += "  eval/rewards/accuracies \(format(accuracy))" }
+        if let error = s.run.error { line += "\n    error: \(error)" }
+        guard detailed else { return line }
+        line += "\n    recipe: \(s.run.recipePath)"
+        for (label, metrics) in [("train", s.latestTrain), ("eval", s.latestEval)] {
+            guard let metrics else { continue }
+            let prefix = label == "eval" ? "eval/" : ""
+            line += "\n    \(label) @ step \(metrics.step): "
+                + metrics.values.sorted { $0.key < $1.key }.map { "\(prefix)\($0.key) \(format($0.value))" }.joined(separator: "  ")
+        }
+        return line
+    }
+}

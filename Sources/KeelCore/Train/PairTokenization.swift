@@ -1,0 +1,143 @@
+import Foundation
+
+/// Turns preference pairs into the token ids the trainer scores, as TRL's DPO trainer does:
+///
+/// - plain text (HH, TRL "standard"): prompt + completion tokenised jointly (`encode(prompt:completion:)`);
+/// - messages (TRL "conversational"): the prompt rendered with the chat template and the generation
+///   prompt, the completion = the rendering of prompt + completion messages minus that prefix;
+/// - EOS appended to every completion (so the model learns to stop, and an empty reply still has one
+///   token to score);
+/// - a pair whose prompt tokens are not a prefix of prompt + completion (a BPE merge crosses the
+///   boundary) is skipped and counted by cause; the prompt's ids must be the same for both completions.
+public struct PairTokenizer {
+    /// `DataNodeReport.skipped` keys.
+    public enum SkipCause {
+        public static let promptPrefixMismatch = "prompt-prefix-mismatch"
+        public static let chatTemplatePrefixMismatch = "chat-template-prefix-mismatch"
+        public static let unknownChatRole = "unknown-chat-role"
+        public static let mixedFormats = "mixed-text-and-messages"
+    }
+
+    /// `DataNodeReport.flagged` key of pairs cut to `max_length`.
+    public static let truncatedFlag = "truncated"
+
+    public let tokenizer: BPETokenizer
+    public let eosID: Int
+
+    public init(tokenizer: BPETokenizer) throws {
+        guard let eos = tokenizer.eosTokenID else {
+            throw TrainerError("the tokenizer has no EOS token; the trainer appends EOS to every completion")
+        }
+        self.tokenizer = tokenizer
+        eosID = eos
+    }
+
+    struct Skip: Error { let cause: String }
+
+    /// The pairs of `examples` as token ids; what was skipped is counted in the returned report (named
+    /// `node`). Examples that are not pairs are an error: the trainer trains on preference pairs.
+    public func tokenize(_ examples: [Example], node: String) throws -> (pairs: [TokenizedPair], report: DataNodeReport) {
+        var report = DataNodeReport(node: node)
+        var pairs: [TokenizedPair] = []
+        for example in examples {
+            guard case .pair(let pair) = example else {
+                throw TrainerError("\(example.id): a \(example.shape.rawValue) example; the trainer trains on preference pairs only")
+            }
+            do {
+                pairs.append(try tokenize(pair))
+            } catch let skip as Skip {
+                report.skipped[skip.cause, default: 0] += 1
+            }
+        }
+        report.produced = pairs.count
+        return (pairs, report)
+    }
+
+    /// Truncates every pair to `maxLength` (see `truncate(_:maxLength:)`); the count goes to
+    /// `report.flagged["truncated"]`.
+    public static func truncate(_ pairs: inout [TokenizedPair], maxLength: Int, report: inout DataNodeReport) {
+        for index in pairs.indices where truncate(&pairs[index], maxLength: maxLength) {
+            report.flagged[truncatedFlag, default: 0] += 1
+        }
+    }
+
+    func tokenize(_ pair: PreferencePair) throws -> TokenizedPair {
+        let (prompt, chosen, rejected) = try texts(pair)
+        let c: PromptCompletionTokens, r: PromptCompletionTokens
+        do {
+            c = try tokenizer.encode(prompt: prompt, completion: chosen)
+            r = try tokenizer.encode(prompt: prompt, completion: rejected)
+        } catch is PromptPrefixMismatch {
+            throw Skip(cause: SkipCause.promptPrefixMismatch)
+        }
+        return TokenizedPair(id: pair.id, prompt: c.prompt, chosen: c.completion + [eosID], rejected: r.completion + [eosID])
+    }
+
+    /// (prompt, chosen, rejected) as the text the model reads.
+    func texts(_ pair: PreferencePair) throws -> (String, String, String) {
+        switch (pair.prompt, pair.chosen, pair.rejected) {
+        case (.text(let p), .text(let c), .text(let r)):
+            return (p, c, r)
+        case (.messages(let p), .messages(let c), .messages(let r)):
+            let template = try tokenizer.chatTemplate()
+            let prompt = template.render(try chat(p), addGenerationPrompt: true)
+            func completion(_ messages: [ChatMessage]) throws -> String {
+                let full = template.render(try chat(p + messages), addGenerationPrompt: false)
+                guard full.hasPrefix(prompt) else { throw Skip(cause: SkipCause.chatTemplatePrefixMismatch) }
+                return String(full.dropFirst(prompt.count))
+            }
+            return (prompt, try completion(c), try completion(r))
+        default:
+            throw Skip(cause: SkipCause.mixedFormats)
+        }
+    }
+
+    private func chat(_ messages: [ChatMessage]) throws -> [KeelModels.ChatMessage] {
+        try messages.map {
+            guard let role = ChatRole(rawValue: $0.role) else { throw Skip(cause: SkipCause.unknownChatRole) }
+            return KeelModels.ChatMessage(role: role, content: $0.content)
+        }
+    }
+
+    /// Fits prompt + the longer completion into `maxLength` tokens; returns whether anything was cut.
+    ///
+    /// The prompt keeps its END (the most recent turns, next to the reply) and both completions keep
+    /// their BEGINNING (what the model says first), as TRL's `truncation_mode="keep_end"` for prompts.
+    /// With c = the longer completion's length, the prompt keeps min(|prompt|, max(maxLength − c,
+    /// maxLength / 2)) tokens — everything the completions leave free, but at least half the window
+    /// when they are long — and each completion is then cut to maxLength − kept prompt tokens. Both
+    /// completions see the same truncated prompt, so their log-probs stay comparable.
+    @discardableResult
+    public static func truncate(_ pair: inout TokenizedPair, maxLength: Int) -> Bool {
+        let longer = max(pair.chosen.count, pair.rejected.count)
+        guard pair.prompt.count + longer > maxLength else { return false }
+        let promptKept = min(pair.prompt.count, max(maxLength - longer, maxLength / 2))
+        let completionKept = maxLength - promptKept
+        pair.prompt = Array(pair.prompt.suffix(promptKept))
+        pair.chosen = Array(pair.chosen.prefix(completionKept))
+        pair.rejected = Array(pair.rejected.prefix(completionKept))
+        return true
+    }
+}
+
+/// One forward batch of pairs: rows 0..<B are the chosen sequences, rows B..<2B the rejected ones (one
+/// `SequenceBatch`, so policy and reference each run a single forward pass per micro-batch).
+public struct PairBatch {
+    public let pairs: [TokenizedPair]
+    public let sequences: SequenceBatch
+
+    public init(_ pairs: [TokenizedPair], padID: Int) {
+        self.pairs = pairs
+        let chosen = pairs.map { PromptCompletionTokens(prompt: $0.prompt, completion: $0.chosen) }
+        let rejected = pairs.map { PromptCompletionTokens(prompt: $0.prompt, completion: $0.rejected) }
+        sequences = SequenceBatch(chosen + rejected, padID: padID)
+    }
+
+    /// The model's sequence log-probs, split back into chosen and rejected rows.
+    public func scores(_ model: LlamaModel) -> LossBatch {
+        let (logProbs, counts) = model.sequenceLogProbs(sequences)
+        let b = pairs.count
+        return .paired(chosen: SequenceScores(logProbs: logProbs.rows(0..<b), tokenCounts: Array(counts[0..<b])),
+                       rejected: SequenceScores(logProbs: logProbs.rows(b..<2 * b), tokenCounts: Array(counts[b...])))
+    }
+}

@@ -1,0 +1,277 @@
+import Foundation
+
+/// What the trainer reports to the run around it (store, checkpoints, progress display).
+public protocol TrainingObserver: AnyObject {
+    func record(step: Int, split: MetricSplit, metrics: [String: Double]) throws
+    /// Called after step `trainer.step` when a checkpoint is due (every `checkpoint_every` and at the end).
+    func checkpoint(_ trainer: Trainer) throws
+    /// Called after every optimizer step, logged or not (a sign of life for the run's heartbeat).
+    func stepCompleted(_ step: Int) throws
+}
+
+extension TrainingObserver {
+    public func stepCompleted(_ step: Int) throws {}
+}
+
+/// Sub-streams of `training.seed` the trainer draws from (1 and 2 are the data plugins', `SeedStream`).
+enum TrainerSeedStream {
+    static let dataOrder: UInt64 = 16
+}
+
+/// Trains a policy on a recipe's plugin graph: preference pairs → micro-batches → policy (and reference)
+/// log-probs → the recipe's weighted loss → backward → gradient accumulation → clipping → AdamW →
+/// scheduler hooks. `train(observer:)` is the loop; everything else prepares it or is called from it.
+public final class Trainer: TrainingContext {
+    public let recipe: Recipe
+    public let plugins: PluginInstances
+    public let config: TrainingConfig
+    public let optimizerConfig: OptimizerConfig
+    public let tokenizer: BPETokenizer
+    public let policy: LlamaModel
+    /// Loaded only when a plugin needs it; released after caching its log-probs (`cache_logprobs`).
+    public private(set) var reference: LlamaModel?
+    let optimizer: AdamW
+    public let trainPairs: [TokenizedPair]
+    public let evalPairs: [TokenizedPair]
+    /// What every data node (and tokenisation, token-level transforms, truncation) did.
+    public let dataReports: [DataNodeReport]
+    let pairTokenizer: PairTokenizer
+    let sourcePairs: [String: PreferencePair]
+    let padID: Int
+    let needsReference: Bool, mutatesReference: Bool, needsRewards: Bool, schedulesLearningRate: Bool
+    let checkpointablePlugins: [(keyPath: String, plugin: any Checkpointable)]
+    var referenceCache: [MetricSplit: (chosen: [Float], rejected: [Float])] = [:]
+    private var currentOrder: (epoch: Int, order: [Int])?
+    private var scheduledMetrics: [String: Double] = [:]
+
+    // Progress: what a checkpoint saves.
+    public internal(set) var step = 0
+    public let totalSteps: Int
+    public internal(set) var cursor = DataCursor(epoch: 0, position: 0)
+    public var learningRate: Double
+    public var hyperparameters: [String: Double] = [:]
+
+    /// Loads data, tokenizer and models for `graph`; `log` receives one line per preparation stage.
+    public init(graph: PluginGraph, log: (String) -> Void = { _ in }) throws {
+        recipe = graph.recipe
+        config = recipe.trainingConfig
+        optimizerConfig = recipe.optimizerConfig
+        plugins = try graph.instantiate()
+        let nodes = recipe.loss + recipe.schedulers + (recipe.reward.map { [$0] } ?? [])
+        func any(_ capability: Capabilities) -> Bool { nodes.contains { $0.descriptor.capabilities.contains(capability) } }
+        (needsReference, mutatesReference, needsRewards) = (any(.needsReference), any(.mutatesReference), any(.needsRewards))
+        schedulesLearningRate = recipe.schedulers.contains { $0.descriptor.controls.contains(ControlledValue.learningRate) }
+
+        let dataset = try plugins.loadData(seed: config.seed)
+        tokenizer = try ModelLoading.tokenizer(recipe.model)
+        pairTokenizer = try PairTokenizer(tokenizer: tokenizer)
+        padID = tokenizer.paddingTokenID ?? pairTokenizer.eosID
+        var (train, trainReport) = try pairTokenizer.tokenize(dataset.train, node: "tokenize (train)")
+        var (eval, evalReport) = try pairTokenizer.tokenize(dataset.eval, node: "tokenize (eval)")
+        let transformReports = try plugins.transformTokenized(&train, split: "train") + plugins.transformTokenized(&eval, split: "eval")
+        PairTokenizer.truncate(&train, maxLength: config.maxLength, report: &trainReport)
+        PairTokenizer.truncate(&eval, maxLength: config.maxLength, report: &evalReport)
+        guard !train.isEmpty else { throw TrainerError("no training pairs are left after the data pipeline and tokenisation") }
+        (trainPairs, evalPairs) = (train, eval)
+        dataReports = dataset.report + [trainReport, evalReport] + transformReports
+        sourcePairs = Dictionary((dataset.train + dataset.eval).compactMap { if case .pair(let p) = $0 { return (p.id, p) } else { return nil } },
+                                 uniquingKeysWith: { first, _ in first })
+        log("data: \(train.count) training pairs, \(eval.count) evaluation pairs")
+
+        policy = try ModelLoading.model(recipe.model, maxLength: config.maxLength)
+        guard config.maxLength <= policy.config.maxPositions else {
+            throw TrainerError("training.max_length \(config.maxLength) exceeds the model's \(policy.config.maxPositions) positions")
+        }
+        let largestID = (train + eval).lazy.flatMap { $0.prompt + $0.chosen + $0.rejected }.max() ?? 0
+        guard largestID < policy.config.vocab else {
+            throw TrainerError("token id \(largestID) is outside the model's vocabulary of \(policy.config.vocab); the tokenizer does not match the model")
+        }
+        reference = needsReference || mutatesReference
+            ? try ModelLoading.model(ModelLoading.referenceSource(recipe), maxLength: config.maxLength) : nil
+        log("model: \(policy.parameters.scalarCount) parameters\(reference == nil ? "" : ", with a frozen reference")")
+
+        // Decoupled weight decay skips norm weights, as Hugging Face's Trainer does (no decay for norms/biases).
+        optimizer = AdamW(parameters: policy.parameters, learningRate: Float(optimizerConfig.learningRate),
+                          beta1: Float(optimizerConfig.beta1), beta2: Float(optimizerConfig.beta2),
+                          epsilon: Float(optimizerConfig.epsilon), weightDecay: Float(optimizerConfig.weightDecay),
+                          weightDecayExempt: Set(policy.parameters.names.filter { $0.contains("norm") }))
+        learningRate = optimizerConfig.learningRate
+        let microBatchesPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
+        totalSteps = config.steps ?? (config.epochs ?? 1) * max(1, microBatchesPerEpoch / config.gradAccum)
+
+        var checkpointable: [(String, any Checkpointable)] = []
+        for (node, plugin) in plugins.data { if let c = plugin as? any Checkpointable { checkpointable.append((node.keyPath, c)) } }
+        if let c = plugins.reward as? any Checkpointable { checkpointable.append(("reward", c)) }
+        for (node, plugin) in plugins.loss.terms { if let c = plugin as? any Checkpointable { checkpointable.append((node.keyPath, c)) } }
+        for (node, plugin) in plugins.schedulers { if let c = plugin as? any Checkpointable { checkpointable.append((node.keyPath, c)) } }
+        checkpointablePlugins = checkpointable
+
+        if needsReference, recipe.cachesReferenceLogProbs, !mutatesReference {
+            referenceCache[.train] = cachedReferenceLogProbs(trainPairs)
+            referenceCache[.eval] = cachedReferenceLogProbs(evalPairs)
+            reference = nil
+            log("reference: log-probs cached for \(train.count + eval.count) pairs")
+        }
+    }
+
+    // MARK: The loop
+
+    public func train(observer: TrainingObserver) throws {
+        if step == 0, config.evalEvery > 0, !evalPairs.isEmpty { try observer.record(step: 0, split: .eval, metrics: try evaluate()) }
+        while step < totalSteps {
+            let started = DispatchTime.now().uptimeNanoseconds
+            optimizer.zeroGrad()
+            var metrics = MetricMeans(), tokens = 0
+            for _ in 0..<config.gradAccum {
+                let batch = nextMicroBatch()
+                let (loss, values) = try loss(batch, split: .train)
+                (loss * (1 / Float(config.gradAccum))).backward()
+                metrics.add(values, weight: 1)
+                tokens += pairsTokenCount(batch)
+            }
+            let gradNorm = clipGradNorm(policy.parameters, maxNorm: optimizerConfig.maxGradNorm > 0 ? Float(optimizerConfig.maxGradNorm) : .infinity)
+            guard gradNorm.isFinite else { throw TrainerError("step \(step + 1): the gradient norm is \(gradNorm); stopping (lower optimizer.lr?)") }
+            if !schedulesLearningRate { learningRate = optimizerConfig.learningRate(step: step, totalSteps: totalSteps) }
+            optimizer.learningRate = Float(learningRate)
+            optimizer.step()
+            step += 1
+            var values = metrics.means
+            values[TrainMetric.learningRate] = learningRate
+            for (_, scheduler) in plugins.schedulers { try scheduler.afterOptimizerStep(self) }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            values.merge(scheduledMetrics) { $1 }
+            scheduledMetrics = [:]
+            values[TrainMetric.gradNorm] = Double(gradNorm)
+            values[TrainMetric.stepTime] = seconds
+            values[TrainMetric.tokensPerSecond] = Double(tokens) / max(seconds, 1e-9)
+            if step % config.logEvery == 0 || step == totalSteps { try observer.record(step: step, split: .train, metrics: values) }
+            if config.evalEvery > 0, !evalPairs.isEmpty, step % config.evalEvery == 0 || step == totalSteps {
+                try observer.record(step: step, split: .eval, metrics: try evaluate())
+            }
+            try observer.stepCompleted(step)
+            FaultInjection.afterStep(step)
+            if (config.checkpointEvery > 0 && step % config.checkpointEvery == 0) || step == totalSteps { try observer.checkpoint(self) }
+        }
+    }
+
+    // MARK: Around the loop
+
+    /// Indices (into `trainPairs`) of the next micro-batch; an epoch's last one may be smaller.
+    func nextMicroBatch() -> [Int] {
+        if cursor.position >= trainPairs.count { cursor = DataCursor(epoch: cursor.epoch + 1, position: 0) }
+        let order = order(epoch: cursor.epoch)
+        let end = min(cursor.position + config.batchSize, trainPairs.count)
+        defer { cursor.position = end }
+        return Array(order[cursor.position..<end])
+    }
+
+    /// Epoch `epoch`'s permutation of the training pairs: Fisher–Yates from a generator split off
+    /// `training.seed` for that epoch, so any epoch's order follows from (seed, epoch) alone.
+    func order(epoch: Int) -> [Int] {
+        if let currentOrder, currentOrder.epoch == epoch { return currentOrder.order }
+        var generator = Philox(seed: config.seed).split(TrainerSeedStream.dataOrder).split(UInt64(epoch))
+        var order = Array(trainPairs.indices)
+        generator.shuffle(&order)
+        currentOrder = (epoch, order)
+        return order
+    }
+
+    private func pairsTokenCount(_ batch: [Int]) -> Int {
+        batch.reduce(0) { let p = trainPairs[$1]; return $0 + 2 * p.prompt.count + p.chosen.count + p.rejected.count }
+    }
+
+    /// The weighted loss Σ wₖ·Lₖ of the pairs `indices` of a split, and the loss plugins' metrics plus `loss`.
+    func loss(_ indices: [Int], split: MetricSplit) throws -> (Tensor, [String: Double]) {
+        let pairs = indices.map { split == .train ? trainPairs[$0] : evalPairs[$0] }
+        let batch = PairBatch(pairs, padID: padID)
+        let policyScores = batch.scores(policy)
+        var referenceScores: LossBatch?
+        if needsReference {
+            if let cache = referenceCache[split] {
+                referenceScores = .paired(chosen: SequenceScores(logProbs: Tensor(indices.map { cache.chosen[$0] }), tokenCounts: pairs.map(\.chosen.count)),
+                                          rejected: SequenceScores(logProbs: Tensor(indices.map { cache.rejected[$0] }), tokenCounts: pairs.map(\.rejected.count)))
+            } else if let reference {
+                referenceScores = withNoGrad { batch.scores(reference) }
+            }
+        }
+        let (terms, metrics) = try plugins.loss.evaluate(LossInput(policy: policyScores, reference: referenceScores,
+                                                                   rewards: needsRewards ? try rewards(pairs) : nil,
+                                                                   hyperparameters: hyperparameters))
+        var total = terms[0].loss * Float(terms[0].weight)
+        for term in terms.dropFirst() { total = total + term.loss * Float(term.weight) }
+        return (total, metrics.merging([TrainMetric.loss: Double(total.item())]) { $1 })
+    }
+
+    /// Reward-model scores of each pair's texts (the recipe's `reward:` plugin).
+    private func rewards(_ pairs: [TokenizedPair]) throws -> RewardScores {
+        guard let reward = plugins.reward else { throw TrainerError("a loss needs rewards but the recipe has no reward plugin") }
+        var chosen: [Double] = [], rejected: [Double] = []
+        for pair in pairs {
+            guard let source = sourcePairs[pair.id] else { throw TrainerError("pair \(pair.id) has no source text for the reward plugin") }
+            let (prompt, c, r) = try pairTokenizer.texts(source)
+            let scores = try reward.scorePair(prompt: prompt, chosen: c, rejected: r)
+            chosen.append(scores.chosen)
+            rejected.append(scores.rejected)
+        }
+        return .paired(chosen: chosen, rejected: rejected)
+    }
+
+    /// Mean loss and metrics over the evaluation pairs, without gradients (weighted by pairs per batch).
+    public func evaluate() throws -> [String: Double] {
+        try withNoGrad {
+            var means = MetricMeans()
+            for start in stride(from: 0, to: evalPairs.count, by: config.batchSize) {
+                let indices = Array(start..<min(start + config.batchSize, evalPairs.count))
+                means.add(try loss(indices, split: .eval).1, weight: Double(indices.count))
+            }
+            return means.means
+        }
+    }
+
+    /// Reference log-probs of every pair, computed once in fixed batches (so a resumed run recomputes the
+    /// same values bit for bit).
+    private func cachedReferenceLogProbs(_ pairs: [TokenizedPair]) -> (chosen: [Float], rejected: [Float]) {
+        guard let reference else { return ([], []) }
+        var chosen: [Float] = [], rejected: [Float] = []
+        withNoGrad {
+            for start in stride(from: 0, to: pairs.count, by: config.batchSize) {
+                guard case .paired(let c, let r) = PairBatch(Array(pairs[start..<min(start + config.batchSize, pairs.count)]), padID: padID).scores(reference)
+                else { continue }
+                chosen += c.logProbs.toArray()
+                rejected += r.logProbs.toArray()
+            }
+        }
+        return (chosen, rejected)
+    }
+
+    // MARK: TrainingContext
+
+    public func parameterNames(_ role: ModelRole) -> [String] { (role == .policy ? policy : reference)?.parameters.names ?? [] }
+
+    public func parameter(_ name: String, of role: ModelRole) -> Tensor? { (role == .policy ? policy : reference)?.parameters[name] }
+
+    public func record(metric: String, value: Double) { scheduledMetrics[metric] = value }
+}
+
+/// The trainer's own metric names (TRL's).
+public enum TrainMetric {
+    public static let loss = "loss"
+    public static let gradNorm = "grad_norm"
+    public static let learningRate = "learning_rate"
+    public static let tokensPerSecond = "tokens_per_second"
+    public static let stepTime = "step_time"
+}
+
+/// Weighted means of named values (metrics over micro-batches or evaluation batches).
+struct MetricMeans {
+    private var sums: [String: Double] = [:], weights: [String: Double] = [:]
+
+    mutating func add(_ values: [String: Double], weight: Double) {
+        for (name, value) in values {
+            sums[name, default: 0] += value * weight
+            weights[name, default: 0] += weight
+        }
+    }
+
+    var means: [String: Double] { sums.reduce(into: [:]) { $0[$1.key] = $1.value / max(weights[$1.key] ?? 1, 1e-300) } }
+}

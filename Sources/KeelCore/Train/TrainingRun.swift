@@ -1,0 +1,215 @@
+import Foundation
+
+/// Where runs live under a `var/` directory.
+public struct RunLayout: Sendable {
+    public let varDirectory: URL
+
+    public init(varDirectory: URL) { self.varDirectory = varDirectory }
+
+    public var store: URL { varDirectory.appendingPathComponent("keel.db") }
+    public func run(_ runID: String) -> URL { varDirectory.appendingPathComponent("runs/\(runID)", isDirectory: true) }
+    public func checkpoints(_ runID: String) -> URL { run(runID).appendingPathComponent("checkpoints", isDirectory: true) }
+    /// The final model as a Hugging Face folder, written when the run completes.
+    public func export(_ runID: String) -> URL { run(runID).appendingPathComponent("export", isDirectory: true) }
+    /// Safetensors files being assembled for a checkpoint (streamed from here into the checkpoint).
+    func scratch(_ runID: String) -> URL { run(runID).appendingPathComponent(".scratch", isDirectory: true) }
+}
+
+/// `events.kind` values written by training runs.
+public enum RunEvent {
+    public static let data = "data"
+    public static let resumed = "resumed"
+    public static let resumeForced = "resume-forced"
+    public static let finished = "finished"
+}
+
+/// One run of the trainer, in the foreground, recorded in the store: `keel run` starts one, `keel resume`
+/// continues one from its latest complete checkpoint. It is the trainer's observer: metrics go to the
+/// store, checkpoints to `runs/<id>/checkpoints/step-N/`, progress to the display.
+public final class TrainingRun: TrainingObserver {
+    public let store: KeelStore
+    public let runID: String
+    public let layout: RunLayout
+    let checkpoints: RunCheckpoints
+    let display: ProgressDisplay
+    private var lastHeartbeat = Date.distantPast
+    /// Seconds spent writing to SQLite and writing checkpoints (reported as a share of the run).
+    public private(set) var storeSeconds = 0.0, checkpointSeconds = 0.0
+
+    init(store: KeelStore, runID: String, layout: RunLayout, keepCheckpoints: Int, display: ProgressDisplay) throws {
+        self.store = store
+        self.runID = runID
+        self.layout = layout
+        self.display = display
+        checkpoints = try RunCheckpoints(store: store, runID: runID, checkpointsDirectory: layout.checkpoints(runID), keepLast: keepCheckpoints)
+    }
+
+    /// `keel run`: a new run of the recipe at `recipePath`; returns its id once it has completed.
+    /// `runID`: use this id (e.g. one the daemon chose); a `queued` run row with it is taken over as is.
+    @discardableResult
+    public static func start(recipePath: String, layout: RunLayout, registry: PluginRegistry,
+                             display: ProgressDisplay, runID chosenID: String? = nil) throws -> String {
+        let url = URL(fileURLWithPath: recipePath).standardizedFileURL
+        let graph = try RecipeLoader(registry: registry).load(url, displayName: recipePath)
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let parts = try RunFingerprint.parts(recipe: graph.recipe, recipeText: text)
+        let store = try KeelStore(path: layout.store)
+        let runID = chosenID ?? RunID.make(recipeName: graph.recipe.outputName)
+        if let existing = try store.run(runID) {
+            guard existing.status == .queued else { throw TrainerError("run \(runID) already exists (\(existing.status.rawValue)); use keel resume") }
+        } else {
+            try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text,
+                                       fingerprint: RunFingerprint.combined(parts), fingerprintParts: parts))
+        }
+        display.line("run \(runID)")
+        try execute(store: store, runID: runID, graph: graph, layout: layout, display: display)
+        return runID
+    }
+
+    /// `keel resume`: continues `runID` from its latest complete checkpoint (from step 0 if it has none).
+    /// Refuses, naming each change, when the recipe, a data file or the model differs from what the run
+    /// started with, unless `force` (then the changes are recorded as a `resume-forced` event).
+    public static func resume(runID: String, layout: RunLayout, registry: PluginRegistry, force: Bool,
+                              display: ProgressDisplay) throws {
+        let store = try KeelStore(path: layout.store)
+        guard let record = try store.run(runID) else { throw StoreError.unknownRun(runID) }
+        if record.status == .completed { throw TrainerError("run \(runID) has already completed; nothing to resume") }
+        if record.status == .running, let pid = record.pid, kill(pid, 0) == 0,
+           let heartbeat = record.heartbeatAt, Date().timeIntervalSince(heartbeat) < 60 {
+            throw TrainerError("run \(runID) is running (pid \(pid), last heartbeat \(Int(Date().timeIntervalSince(heartbeat))) s ago)")
+        }
+        guard FileManager.default.fileExists(atPath: record.recipePath) else {
+            throw TrainerError("run \(runID): its recipe \(record.recipePath) no longer exists")
+        }
+        let url = URL(fileURLWithPath: record.recipePath)
+        let graph = try RecipeLoader(registry: registry).load(url, displayName: record.recipePath)
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let changes = RunFingerprint.differences(recorded: record.fingerprintParts,
+                                                 current: try RunFingerprint.parts(recipe: graph.recipe, recipeText: text))
+        if !changes.isEmpty {
+            guard force else {
+                throw TrainerError("refusing to resume run \(runID): what it trained has changed since it started:\n  "
+                                   + changes.joined(separator: "\n  ") + "\n(keel resume --force continues anyway, with the current files)")
+            }
+            try store.recordEvent(runID, kind: RunEvent.resumeForced, ["changes": changes])
+            display.line("resuming despite changes (--force):\n  " + changes.joined(separator: "\n  "))
+        }
+        display.line("resume \(runID)")
+        try execute(store: store, runID: runID, graph: graph, layout: layout, display: display)
+    }
+
+    /// Prepares the trainer, restores the latest checkpoint if any, trains, exports; the run's status
+    /// follows (running → completed, or failed with the error text).
+    private static func execute(store: KeelStore, runID: String, graph: PluginGraph, layout: RunLayout,
+                                display: ProgressDisplay) throws {
+        let pid = ProcessInfo.processInfo.processIdentifier
+        do {
+            try store.setStatus(runID, .running)
+            try store.heartbeat(runID, pid: pid)
+            let trainer = try Trainer(graph: graph, log: display.line)
+            try store.setTotalSteps(runID, trainer.totalSteps)
+            try store.recordEvent(runID, kind: RunEvent.data, trainer.dataReports.map(DataReportEvent.init))
+            for report in trainer.dataReports { display.line(DataReportEvent(report).summary) }
+            let run = try TrainingRun(store: store, runID: runID, layout: layout,
+                                      keepCheckpoints: graph.recipe.trainingConfig.keepCheckpoints, display: display)
+            try run.checkpoints.recoverAfterCrash()
+            if let checkpoint = try run.checkpoints.latest() {
+                try trainer.restore(from: checkpoint)
+                try store.recordEvent(runID, kind: RunEvent.resumed, ["step": checkpoint.step])
+                display.line("continuing from checkpoint step \(checkpoint.step) of \(trainer.totalSteps)")
+            }
+            display.begin(totalSteps: trainer.totalSteps, fromStep: trainer.step)
+            let started = Date()
+            try trainer.train(observer: run)
+            let trainSeconds = Date().timeIntervalSince(started)
+            display.end()
+            try export(trainer.policy, tokenizer: trainer.tokenizer, to: layout.export(runID))
+            try? FileManager.default.removeItem(at: layout.scratch(runID))
+            let bookkeeping = (run.storeSeconds + run.checkpointSeconds) / max(trainSeconds, 1e-9)
+            try store.recordEvent(runID, kind: RunEvent.finished, [
+                "train_seconds": trainSeconds, "store_seconds": run.storeSeconds, "checkpoint_seconds": run.checkpointSeconds,
+            ])
+            try store.setStatus(runID, .completed)
+            display.line(String(format: "done: %d steps in %.1f s (SQLite %.1f%%, checkpoints %.1f%% of it); model in %@",
+                                trainer.totalSteps, trainSeconds, 100 * run.storeSeconds / max(trainSeconds, 1e-9),
+                                100 * run.checkpointSeconds / max(trainSeconds, 1e-9), layout.export(runID).path)
+                         + (bookkeeping > 0.25 ? " — bookkeeping is a large share; raise checkpoint_every/log_every" : ""))
+        } catch {
+            display.end()
+            try? store.setStatus(runID, .failed, error: "\(error)")
+            throw error
+        }
+    }
+
+    /// Writes `model` and its tokenizer as a Hugging Face folder.
+    public static func export(_ model: LlamaModel, tokenizer: BPETokenizer, to directory: URL) throws {
+        try model.weights().saveHuggingFace(to: directory)
+        try tokenizer.writeHuggingFaceFiles(to: directory)
+    }
+
+    /// `keel export`: the latest complete checkpoint of `runID` as a Hugging Face folder at `directory`.
+    public static func export(runID: String, layout: RunLayout, registry: PluginRegistry, to directory: URL) throws {
+        let store = try KeelStore(path: layout.store)
+        guard let record = try store.run(runID) else { throw StoreError.unknownRun(runID) }
+        let checkpoints = try RunCheckpoints(store: store, runID: runID, checkpointsDirectory: layout.checkpoints(runID), keepLast: 1)
+        guard let checkpoint = try checkpoints.latest() else { throw TrainerError("run \(runID) has no complete checkpoint to export") }
+        let recipe = try RecipeLoader(registry: registry).load(URL(fileURLWithPath: record.recipePath), displayName: record.recipePath).recipe
+        let model = try ModelLoading.model(recipe.model, maxLength: recipe.trainingConfig.maxLength)
+        try ModelLoading.load(model.parameters, from: try checkpoint.url(of: TrainerCheckpointFile.model))
+        try export(model, tokenizer: try ModelLoading.tokenizer(recipe.model), to: directory)
+    }
+
+    // MARK: TrainingObserver
+
+    public func record(step: Int, split: MetricSplit, metrics: [String: Double]) throws {
+        let started = Date()
+        try store.recordMetrics(runID, step: step, split: split, metrics)
+        storeSeconds += Date().timeIntervalSince(started)
+        display.record(step: step, split: split, metrics: metrics)
+    }
+
+    public func checkpoint(_ trainer: Trainer) throws {
+        let started = Date()
+        let scratch = layout.scratch(runID)
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        try checkpoints.save(step: trainer.step, files: trainer.checkpointFiles(scratch: scratch))
+        try heartbeat(step: trainer.step)
+        checkpointSeconds += Date().timeIntervalSince(started)
+    }
+
+    /// Heartbeats at most every 2 s, so that a slow run with a long `log_every` still looks alive to the
+    /// daemon (which marks runs without heartbeats as interrupted).
+    public func stepCompleted(_ step: Int) throws {
+        guard Date().timeIntervalSince(lastHeartbeat) >= 2 else { return }
+        let started = Date()
+        try heartbeat(step: step)
+        storeSeconds += Date().timeIntervalSince(started)
+    }
+
+    private func heartbeat(step: Int) throws {
+        try store.heartbeat(runID, pid: ProcessInfo.processInfo.processIdentifier, step: step)
+        lastHeartbeat = Date()
+    }
+}
+
+/// A data node's report as stored in the `data` event.
+struct DataReportEvent: Encodable {
+    let node: String
+    let produced: Int
+    let skipped: [String: Int]
+    let flagged: [String: Int]
+    let metrics: [String: Double]
+
+    init(_ report: DataNodeReport) {
+        (node, produced, skipped, flagged, metrics) = (report.node, report.produced, report.skipped, report.flagged, report.metrics)
+    }
+
+    var summary: String {
+        func list<V>(_ d: [String: V]) -> String { d.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") }
+        var text = "\(node): \(produced)"
+        if !skipped.isEmpty { text += "; skipped \(list(skipped))" }
+        if !flagged.isEmpty { text += "; flagged \(list(flagged))" }
+        if !metrics.isEmpty { text += "; " + list(metrics.mapValues { String(format: "%.4g", $0) }) }
+        return text
+    }
+}

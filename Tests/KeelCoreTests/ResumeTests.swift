@@ -1,0 +1,129 @@
+import Foundation
+import XCTest
+@testable import KeelCore
+
+final class ResumeTests: XCTestCase {
+    /// tiny-dpo, 40 steps, a checkpoint every 10 (keep 2), eval every 20, metrics every step.
+    private let shortRun = [("steps: 300", "steps: 40"), ("batch_size: 16", "batch_size: 8"), ("checkpoint_every: 100", "checkpoint_every: 10"),
+                            ("eval_every: 100", "eval_every: 20"), ("log_every: 10", "log_every: 1")]
+
+    /// Timing metrics differ between any two runs; every other metric must match bit for bit.
+    private let timingMetrics: Set<String> = [TrainMetric.stepTime, TrainMetric.tokensPerSecond]
+
+    /// A run SIGKILLed three times — after step 7's metrics, in the middle of writing step 20's
+    /// checkpoint (after its first file), after step 33 — and resumed each time ends with the same
+    /// weights, bit for bit, as an uninterrupted run, and with every step's metrics recorded exactly once
+    /// with the uninterrupted run's values.
+    func testKilledAndResumedRunMatchesUninterruptedRunBitwise() throws {
+        try assertKilledAndResumedRunMatchesUninterruptedRun(shortRun)
+    }
+
+    /// The same with TR-DPO's reference sync, which changes the reference: its weights must be
+    /// checkpointed (reference.safetensors) and restored for the resumed run to stay on the same path.
+    func testKilledAndResumedRunWithReferenceSyncMatchesBitwise() throws {
+        try assertKilledAndResumedRunMatchesUninterruptedRun(shortRun + [
+            ("output: {name: tiny-dpo}", "schedulers: [{name: ref-sync, alpha: 0.5, tau: 3}]\noutput: {name: tiny-dpo}"),
+        ])
+    }
+
+    private func assertKilledAndResumedRunMatchesUninterruptedRun(_ recipe: [(String, String)]) throws {
+        let reference = try RunFixture(), interrupted = try RunFixture()
+        try reference.writeTinyDPO(recipe)
+        try interrupted.writeTinyDPO(recipe)
+        let full = try reference.keel(["run", reference.recipe.path])
+        XCTAssertEqual(full.status, 0, full.error)
+
+        let first = try interrupted.keel(["run", interrupted.recipe.path], fault: "kill-after-step:7")
+        XCTAssertTrue(first.killedBySignal, "expected SIGKILL; status \(first.status) \(first.error)")
+        let runID = try interrupted.onlyRunID()
+        let checkpointsDirectory = interrupted.varDirectory.appendingPathComponent("runs/\(runID)/checkpoints")
+        XCTAssertEqual(try interrupted.store().checkpoints(runID).count, 0)
+
+        let second = try interrupted.keel(["resume", runID], fault: "kill-in-checkpoint:20")
+        XCTAssertTrue(second.killedBySignal, "expected SIGKILL; status \(second.status) \(second.error)")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: checkpointsDirectory.path)
+        XCTAssertTrue(leftovers.contains { $0.hasPrefix("step-20.tmp-") }, "no half-written step-20 checkpoint: \(leftovers)")
+        XCTAssertEqual(try interrupted.store().checkpoints(runID).filter(\.isComplete).map(\.step), [10])
+
+        let third = try interrupted.keel(["resume", runID], fault: "kill-after-step:33")
+        XCTAssertTrue(third.killedBySignal, "expected SIGKILL; status \(third.status) \(third.error)")
+        XCTAssertTrue(third.output.contains("continuing from checkpoint step 10"), third.output)
+        XCTAssertEqual(try interrupted.store().run(runID)?.status, .running)  // nobody reported the kill
+
+        let last = try interrupted.keel(["resume", runID])
+        XCTAssertEqual(last.status, 0, last.error)
+        XCTAssertTrue(last.output.contains("continuing from checkpoint step 30"), last.output)
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: checkpointsDirectory.path).contains { $0.contains(".tmp-") })
+
+        let referenceID = try reference.onlyRunID()
+        func finalWeights(_ fixture: RunFixture, _ id: String) throws -> Data {
+            try Data(contentsOf: fixture.varDirectory.appendingPathComponent("runs/\(id)/export/model.safetensors"))
+        }
+        XCTAssertEqual(try finalWeights(interrupted, runID), try finalWeights(reference, referenceID), "final weights differ")
+
+        let names = try reference.store().database.query("SELECT DISTINCT split, name FROM metrics WHERE run_id = ?", referenceID)
+        XCTAssertGreaterThan(names.count, 8)
+        for row in names {
+            let split = try XCTUnwrap(MetricSplit(rawValue: try row.string("split"))), name = try row.string("name")
+            let expected = try reference.store().metricSeries(referenceID, split: split, name: name)
+            let actual = try interrupted.store().metricSeries(runID, split: split, name: name)
+            XCTAssertEqual(actual.map(\.step), expected.map(\.step), "\(split) \(name)")
+            if !timingMetrics.contains(name) {
+                XCTAssertEqual(actual.map(\.value.bitPattern), expected.map(\.value.bitPattern), "\(split) \(name)")
+            }
+        }
+        XCTAssertEqual(try interrupted.store().metricSeries(runID, split: .train, name: TrainMetric.loss).map(\.step), Array(1...40))
+        XCTAssertEqual(try interrupted.store().metricSeries(runID, split: .eval, name: TrainMetric.loss).map(\.step), [0, 20, 40])
+        XCTAssertEqual(try interrupted.store().events(runID).filter { $0.kind == RunEvent.resumed }.count, 2)
+    }
+
+    /// Each changed input is named: the recipe text, each data file by path, the model.
+    func testFingerprintNamesEachChangedPart() throws {
+        let fixture = try RecipeFixture()
+        let yaml = """
+            model: {tiny: {seed: 1}}
+            data: [{name: preference-jsonl, path: pairs.jsonl}]
+            loss: {name: test-pairwise}
+            training: {steps: 1}
+            """
+        let text = try String(contentsOf: fixture.write(yaml, to: "r.yaml"), encoding: .utf8)
+        let before = try RunFingerprint.parts(recipe: fixture.load(yaml).recipe, recipeText: text)
+        XCTAssertEqual(Set(before.keys), ["recipe", "model", "data \(fixture.path("pairs.jsonl"))"])
+        XCTAssertEqual(before["data \(fixture.path("pairs.jsonl"))"], try SHA256.hex(ofFileAt: URL(fileURLWithPath: fixture.path("pairs.jsonl"))))
+
+        try fixture.write("{\"prompt\": \"a\", \"chosen\": \" b\", \"rejected\": \" c\"}\n", to: "pairs.jsonl")
+        let changedData = try RunFingerprint.parts(recipe: fixture.load(yaml).recipe, recipeText: text)
+        XCTAssertEqual(RunFingerprint.differences(recorded: before, current: changedData).map { String($0.prefix(while: { $0 != "(" })) },
+                       ["data \(fixture.path("pairs.jsonl")) changed "])
+
+        let otherModel = yaml.replacingOccurrences(of: "seed: 1", with: "seed: 2")
+        let changedModel = try RunFingerprint.parts(recipe: fixture.load(otherModel).recipe, recipeText: otherModel)
+        XCTAssertEqual(RunFingerprint.differences(recorded: changedData, current: changedModel).map { String($0.prefix(while: { $0 != " " })) },
+                       ["model", "recipe"])
+        XCTAssertNotEqual(RunFingerprint.combined(before), RunFingerprint.combined(changedData))
+    }
+
+    /// A changed recipe is refused, naming the change; --force resumes and records the override.
+    func testResumeRefusesAChangedRecipeUnlessForced() throws {
+        let fixture = try RunFixture()
+        try fixture.writeTinyDPO(shortRun)
+        let killed = try fixture.keel(["run", fixture.recipe.path], fault: "kill-after-step:12")
+        XCTAssertTrue(killed.killedBySignal, "expected SIGKILL; status \(killed.status) \(killed.error)")
+        let runID = try fixture.onlyRunID()
+
+        try fixture.writeTinyDPO(shortRun + [("lr: 1.0e-2", "lr: 2.0e-2")])
+        let refused = try fixture.keel(["resume", runID])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.error.contains("refusing to resume run \(runID)"), refused.error)
+        XCTAssertTrue(refused.error.contains("recipe changed"), refused.error)
+        XCTAssertFalse(refused.error.contains("model changed"), refused.error)
+        XCTAssertEqual(try fixture.store().latestCompleteCheckpoint(runID)?.step, 10)
+
+        let forced = try fixture.keel(["resume", runID, "--force"])
+        XCTAssertEqual(forced.status, 0, forced.error)
+        let events = try fixture.store().events(runID).filter { $0.kind == RunEvent.resumeForced }
+        XCTAssertEqual(events.count, 1)
+        XCTAssertTrue(events.first?.message.contains("recipe changed") ?? false)
+        XCTAssertEqual(try fixture.store().run(runID)?.status, .completed)
+    }
+}
