@@ -177,7 +177,7 @@ final class RecipeErrorTests: XCTestCase {
     func testPluginNodeWithoutName() {
         let yaml = Self.head.replacingOccurrences(of: "- name: preference-jsonl\n    path", with: "- path") + "training:\n  steps: 10\n"
         XCTAssertEqual(fixture.errors(yaml), [
-            "r.yaml:3:5: data[0].name: missing; expected one of drop-flagged, hh, preference-jsonl, shuffle, split, test-pair-only, test-unpaired",
+            "r.yaml:3:5: data[0].name: missing; expected one of drop-flagged, hh, preference-jsonl, shuffle, split, synthetic-preferences, test-pair-only, test-unpaired",
         ])
     }
 
