@@ -16,6 +16,7 @@ struct ResumeCommand: ParsableCommand {
     var force = false
 
     func run() throws {
+        TrainingStop.installSignalHandlers()   // SIGTERM/SIGINT: checkpoint after this step, then stop
         try runReportingErrors {
             try TrainingRun.resume(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(), force: force,
                                    display: ProgressDisplay())

@@ -34,6 +34,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var varDirectory: VarDirectoryOption
 
     func run() throws {
+        TrainingStop.installSignalHandlers()   // SIGTERM/SIGINT: checkpoint after this step, then stop
         try runReportingErrors {
             try TrainingRun.start(recipePath: file, layout: varDirectory.layout, registry: keelPluginRegistry(),
                                   display: ProgressDisplay())

@@ -18,6 +18,7 @@ struct WorkerCommand: ParsableCommand {
     @OptionGroup var varDirectory: VarDirectoryOption
 
     func run() throws {
+        TrainingStop.installSignalHandlers()   // SIGTERM/SIGINT: checkpoint after this step, then stop
         WorkerSupervision.terminateWhenParentExits()
         try runReportingErrors {
             let store = try KeelStore(path: varDirectory.layout.store)

@@ -26,6 +26,34 @@ final class ResumeTests: XCTestCase {
         ])
     }
 
+    /// SIGTERM (the daemon stopping its workers, Ctrl-C on `keel run`) lets the step in flight finish,
+    /// writes a checkpoint there and exits 0 with the run `interrupted`; resuming from that checkpoint
+    /// ends with the uninterrupted run's weights, bit for bit.
+    func testSIGTERMCheckpointsAfterTheCurrentStepAndResumesBitwise() throws {
+        let reference = try RunFixture(), stopped = try RunFixture()
+        try reference.writeTinyDPO(shortRun)
+        try stopped.writeTinyDPO(shortRun)
+        let full = try reference.keel(["run", reference.recipe.path])
+        XCTAssertEqual(full.status, 0, full.error)
+
+        let first = try stopped.keel(["run", stopped.recipe.path], fault: "term-after-step:13")
+        XCTAssertEqual(first.status, 0, "a stopped run exits cleanly: \(first.error)")
+        let runID = try stopped.onlyRunID()
+        XCTAssertEqual(try stopped.store().run(runID)?.status, .interrupted)
+        // The signal arrives asynchronously: the stop lands after step 13 or, at the latest, a step later.
+        let stopStep = try XCTUnwrap(try stopped.store().latestCompleteCheckpoint(runID)?.step)
+        XCTAssertTrue((13...15).contains(stopStep), "checkpoint at step \(stopStep), expected 13…15 (checkpoint_every is 10)")
+
+        let last = try stopped.keel(["resume", runID])
+        XCTAssertEqual(last.status, 0, last.error)
+        XCTAssertTrue(last.output.contains("continuing from checkpoint step \(stopStep)"), last.output)
+        func finalWeights(_ fixture: RunFixture) throws -> Data {
+            try Data(contentsOf: fixture.varDirectory.appendingPathComponent("runs/\(try fixture.onlyRunID())/export/model.safetensors"))
+        }
+        XCTAssertEqual(try finalWeights(stopped), try finalWeights(reference), "final weights differ")
+        XCTAssertEqual(try stopped.store().metricSeries(runID, split: .train, name: TrainMetric.loss).map(\.step), Array(1...40))
+    }
+
     private func assertKilledAndResumedRunMatchesUninterruptedRun(_ recipe: [(String, String)]) throws {
         let reference = try RunFixture(), interrupted = try RunFixture()
         try reference.writeTinyDPO(recipe)

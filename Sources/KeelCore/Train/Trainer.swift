@@ -150,7 +150,12 @@ public final class Trainer: TrainingContext {
             }
             try observer.stepCompleted(step)
             FaultInjection.afterStep(step)
-            if (config.checkpointEvery > 0 && step % config.checkpointEvery == 0) || step == totalSteps { try observer.checkpoint(self) }
+            let checkpointDue = (config.checkpointEvery > 0 && step % config.checkpointEvery == 0) || step == totalSteps
+            if checkpointDue { try observer.checkpoint(self) }
+            if TrainingStop.isRequested && step < totalSteps {
+                if !checkpointDue { try observer.checkpoint(self) }
+                throw TrainingStopped(step: step)
+            }
         }
     }
 

@@ -127,15 +127,20 @@ enum FaultInjection {
         return (String(value[..<colon]), step)
     }()
 
-    static func afterStep(_ step: Int) { killIf("kill-after-step", step) }
+    /// `kill-after-step:N` SIGKILLs the process after step N; `term-after-step:N` sends it SIGTERM, which
+    /// takes the real signal path of a cooperative stop (`TrainingStop`).
+    static func afterStep(_ step: Int) {
+        killIf("kill-after-step", step)
+        killIf("term-after-step", step, signal: SIGTERM)
+    }
 
     static func afterCheckpointFile(_ name: String, step: Int) {
         if name == TrainerCheckpointFile.model { killIf("kill-in-checkpoint", step) }
     }
 
-    private static func killIf(_ kind: String, _ step: Int) {
+    private static func killIf(_ kind: String, _ step: Int, signal: Int32 = SIGKILL) {
         guard let fault, fault.kind == kind, fault.step == step else { return }
-        kill(getpid(), SIGKILL)
+        kill(getpid(), signal)
     }
 }
 

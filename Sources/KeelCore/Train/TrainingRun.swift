@@ -21,6 +21,8 @@ public enum RunEvent {
     public static let resumed = "resumed"
     public static let resumeForced = "resume-forced"
     public static let finished = "finished"
+    /// A stop request (SIGTERM/SIGINT) ended the run after a checkpoint; it resumes from there.
+    public static let stopped = "stopped"
 }
 
 /// One run of the trainer, in the foreground, recorded in the store: `keel run` starts one, `keel resume`
@@ -134,6 +136,11 @@ public final class TrainingRun: TrainingObserver {
                                 trainer.totalSteps, trainSeconds, 100 * run.storeSeconds / max(trainSeconds, 1e-9),
                                 100 * run.checkpointSeconds / max(trainSeconds, 1e-9), layout.export(runID).path)
                          + (bookkeeping > 0.25 ? " — bookkeeping is a large share; raise checkpoint_every/log_every" : ""))
+        } catch let stopped as TrainingStopped {
+            display.end()
+            try store.setStatus(runID, .interrupted)
+            try store.recordEvent(runID, kind: RunEvent.stopped, ["step": stopped.step])
+            display.line("\(stopped); continue with `keel resume \(runID)`")
         } catch {
             display.end()
             try? store.setStatus(runID, .failed, error: "\(error)")
