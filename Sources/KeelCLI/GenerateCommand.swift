@@ -9,7 +9,7 @@ struct GenerateCommand: ParsableCommand {
         commandName: "generate",
         abstract: "Generate text from a prompt with a GGUF model (greedy by default).")
 
-    @Option(help: "GGUF model file.")
+    @Option(help: "A GGUF model file, or a Hugging Face model directory (e.g. one `keel export` wrote).")
     var model: String
 
     @Flag(help: "Treat the prompt as a user message: render it with the model's ChatML template (generation prompt added) and stop at <|im_end|>.")
@@ -37,9 +37,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let gguf = try GGUFFile(path: model)
-        let tokenizer = try BPETokenizer(gguf: gguf)
-        let llama = try LlamaModel(weights: ModelWeights(gguf: gguf))
+        let (llama, tokenizer) = try ModelLoading.pretrained(at: model)
         var stopTokens = Set([tokenizer.eosTokenID, llama.config.eosTokenId].compactMap { $0 })
         let promptIDs: [Int]
         if chat {

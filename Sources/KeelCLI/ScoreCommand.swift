@@ -23,13 +23,13 @@ struct ScoreCommand: ParsableCommand {
         case gpt2
     }
 
-    @Option(help: "GGUF model file.")
+    @Option(help: "A GGUF model file, or a Hugging Face model directory (e.g. one `keel export` wrote).")
     var model: String
 
     @Option(help: "JSON-lines file of preference pairs (HH or TRL format).")
     var data: String
 
-    @Option(help: "Pre-tokenizer: gguf (the file's own) or gpt2 (transformers' GGUF loader).")
+    @Option(help: "Pre-tokenizer of a GGUF model: gguf (the file's own) or gpt2 (transformers' GGUF loader).")
     var pretokenizer: PretokenizerChoice = .gguf
 
     @Option(help: "Score at most this many pairs.")
@@ -43,9 +43,7 @@ struct ScoreCommand: ParsableCommand {
     }
 
     func run() throws {
-        let gguf = try GGUFFile(path: model)
-        let tokenizer = try BPETokenizer(gguf: gguf, pretokenizer: pretokenizer == .gpt2 ? .gpt2 : nil)
-        let llama = try LlamaModel(weights: ModelWeights(gguf: gguf))
+        let (llama, tokenizer) = try ModelLoading.pretrained(at: model, ggufPretokenizer: pretokenizer == .gpt2 ? .gpt2 : nil)
         let pairs = try readPairs()
 
         // Tokenise every pair; a pair whose prompt tokens are not a prefix of the joint ones is reported and skipped.

@@ -2,6 +2,21 @@ import Foundation
 
 /// Everything the trainer loads from a recipe's `model:` (and `reference:`) sections.
 public enum ModelLoading {
+    /// A pretrained model and its tokenizer from a GGUF file or a Hugging Face directory (what `keel
+    /// generate` and `keel score` take, and what `keel export` writes). `ggufPretokenizer` overrides a
+    /// GGUF's own pre-tokenizer (`.gpt2` reproduces transformers' GGUF loader); a Hugging Face directory
+    /// always uses its tokenizer.json.
+    public static func pretrained(at path: String, ggufPretokenizer: Pretokenizer? = nil) throws -> (model: LlamaModel, tokenizer: BPETokenizer) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            let directory = URL(fileURLWithPath: path)
+            return (try LlamaModel(weights: ModelWeights(huggingFaceDirectory: directory)),
+                    try BPETokenizer(huggingFaceDirectory: directory))
+        }
+        let gguf = try GGUFFile(path: path)
+        return (try LlamaModel(weights: ModelWeights(gguf: gguf)), try BPETokenizer(gguf: gguf, pretokenizer: ggufPretokenizer))
+    }
+
     /// The byte-level tokenizer's size: the smallest vocabulary a tiny model can have.
     public static let tinyMinimumVocabulary = 256 + BPETokenizer.ByteLevelSpecial.all.count
 
