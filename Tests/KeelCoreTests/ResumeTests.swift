@@ -139,7 +139,7 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(killed.killedBySignal, "expected SIGKILL; status \(killed.status) \(killed.error)")
         let runID = try fixture.onlyRunID()
 
-        try fixture.writeTinyDPO(shortRun + [("lr: 1.0e-2", "lr: 2.0e-2")])
+        try fixture.writeTinyDPO(shortRun + [("lr: 3.0e-3", "lr: 6.0e-3")])
         let refused = try fixture.keel(["resume", runID])
         XCTAssertEqual(refused.status, 1)
         XCTAssertTrue(refused.error.contains("refusing to resume run \(runID)"), refused.error)
