@@ -34,6 +34,13 @@ struct StatusCommand: ParsableCommand {
         }
     }
 
+    /// Seconds left for a running run: the steps still to do × the latest logged step time.
+    static func etaSeconds(_ s: RunSummary) -> Double? {
+        guard s.run.status == .running, let total = s.run.totalSteps,
+              let stepTime = s.latestTrain?.values[TrainMetric.stepTime] else { return nil }
+        return Double(max(total - s.run.currentStep, 0)) * stepTime
+    }
+
     static func jsonObject(_ s: RunSummary) -> [String: Any] {
         var object: [String: Any] = [
             "id": s.run.id, "status": s.run.status.rawValue, "recipe": s.run.recipePath, "step": s.run.currentStep,
@@ -43,6 +50,7 @@ struct StatusCommand: ParsableCommand {
         object["error"] = s.run.error
         object["pid"] = s.run.pid.map { Int($0) }
         object["heartbeat_at"] = s.run.heartbeatAt?.timeIntervalSince1970
+        object["eta_seconds"] = etaSeconds(s)
         if let train = s.latestTrain { object["train"] = ["step": train.step, "metrics": train.values] }
         if let eval = s.latestEval { object["eval"] = ["step": eval.step, "metrics": eval.values] }
         return object
@@ -54,6 +62,7 @@ struct StatusCommand: ParsableCommand {
         var line = "\(s.run.id)  \(s.run.status.rawValue)  step \(s.run.currentStep)/\(total)"
         if let loss = s.latestTrain?.values[TrainMetric.loss] { line += "  loss \(format(loss))" }
         if let accuracy = s.latestEval?.values["rewards/accuracies"] { line += "  eval/rewards/accuracies \(format(accuracy))" }
+        if let eta = etaSeconds(s) { line += "  ETA \(ProgressDisplay.duration(eta))" }
         if let error = s.run.error { line += "\n    error: \(error)" }
         guard detailed else { return line }
         line += "\n    recipe: \(s.run.recipePath)"
