@@ -35,6 +35,31 @@ public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: Uns
     logp.initialize(repeating: 0, count: N)
     lse.initialize(repeating: 0, count: N)
     let rows = CompactedRows(targets, N: N, V: V)
+    // The third per-row value is the target's logit, which exactly one block sees.
+    sweepVocabularyOnline(rows: rows, h: h, W: W, C: C, V: V, tiling: tiling) { extra, i, row, v0, width in
+        let target = Int(rows.targets[i])
+        if target >= v0 && target < v0 + width { extra[i] = row[target - v0] }
+    } merge: { i, rowLSE, extra, _ in
+        lse[rows.indices[i]] = rowLSE
+        logp[rows.indices[i]] = extra - rowLSE
+    }
+}
+
+/// The vocabulary sweep of the fused LM-head kernels (log-prob, softmax expectation): the rows of h
+/// with a real target are gathered; the vocabulary is cut into tiles, grouped into a fixed number of
+/// contiguous blocks handed to whichever thread is free; per block, tile and chunk of rows one sgemm
+/// fills a rowChunk × vocabTile logits block, and an online log-sum-exp folds each row into the block's
+/// running max m and rescaled sum s = Σ e^(l−m). Each kernel keeps one more value per row (`extra`),
+/// updated by `fold`: from the raw logits, or — with `rescalesExtra` — from e^(l − m) after the value
+/// was rescaled to the new max like s. Blocks are merged in block order, so results are deterministic;
+/// `merge` gets each row's log-sum-exp, its combined extra value (rescaled to the row max when
+/// `rescalesExtra`, summed as is otherwise) and its total Σ e^(l − max).
+@inline(__always)
+func sweepVocabularyOnline(rows: CompactedRows, h: UnsafePointer<Float>, W: UnsafePointer<Float>, C: Int, V: Int,
+                           tiling: LMHeadTiling, rescalesExtra: Bool = false,
+                           fold: (_ extra: UnsafeMutablePointer<Float>, _ i: Int, _ row: UnsafeMutablePointer<Float>,
+                                  _ v0: Int, _ width: Int) -> Void,
+                           merge: (_ i: Int, _ lse: Float, _ extra: Float, _ total: Float) -> Void) {
     let M = rows.count
     if M == 0 { return }
     let pool = ThreadPool.shared
@@ -43,13 +68,13 @@ public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: Uns
     let blockSize = tiling.rowChunk * tiling.vocabTile
     withScratch(M * C) { hc in
         rows.gather(hc, from: h, C: C)
-        // Per block: running max [M], running sum [M], target logit [M]. Per worker: a logits block.
+        // Per block: running max [M], running sum [M], the kernel's extra value [M]. Per worker: a logits block.
         withScratch(blocks * 3 * M + pool.threadCount * blockSize) { scratch in
             let logitsScratch = scratch + blocks * 3 * M
             pool.parallelBlocks(tiles, blocks: blocks) { block, worker, tileRange in
-                let runMax = scratch + block * 3 * M, runSum = runMax + M, picked = runSum + M
+                let runMax = scratch + block * 3 * M, runSum = runMax + M, extra = runSum + M
                 let logits = logitsScratch + worker * blockSize
-                for i in 0..<M { runMax[i] = -.greatestFiniteMagnitude; runSum[i] = 0; picked[i] = 0 }
+                for i in 0..<M { runMax[i] = -.greatestFiniteMagnitude; runSum[i] = 0; extra[i] = 0 }
                 for tile in tileRange {
                     let v0 = tile * tiling.vocabTile, width = min(tiling.vocabTile, V - v0)
                     for r0 in stride(from: 0, to: M, by: tiling.rowChunk) {
@@ -58,29 +83,31 @@ public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: Uns
                               hc + r0 * C, lda: C, W + v0 * C, ldb: C, beta: 0, logits, ldc: width)
                         for r in 0..<height {
                             let i = r0 + r, row = logits + r * width
-                            let target = Int(rows.targets[i])
-                            if target >= v0 && target < v0 + width { picked[i] = row[target - v0] }
+                            if !rescalesExtra { fold(extra, i, row, v0, width) }
                             let newMax = max(runMax[i], maxOf(row, width))
                             expShifted(row, width, shift: newMax)
-                            runSum[i] = runSum[i] * fastExp(runMax[i] - newMax) + sumOf(row, width)
+                            let rescale = fastExp(runMax[i] - newMax)
+                            runSum[i] = runSum[i] * rescale + sumOf(row, width)
+                            if rescalesExtra {
+                                extra[i] *= rescale
+                                fold(extra, i, row, v0, width)
+                            }
                             runMax[i] = newMax
                         }
                     }
                 }
             }
-            // Merge the blocks' partial log-sum-exps in block order. Exactly one block saw each target.
             for i in 0..<M {
                 var rowMax = -Float.greatestFiniteMagnitude
                 for block in 0..<blocks { rowMax = max(rowMax, scratch[block * 3 * M + i]) }
-                var total: Float = 0, targetLogit: Float = 0
+                var total: Float = 0, extra: Float = 0
                 for block in 0..<blocks {
                     let base = scratch + block * 3 * M
-                    total += base[M + i] * fastExp(base[i] - rowMax)
-                    targetLogit += base[2 * M + i]
+                    let rescale = fastExp(base[i] - rowMax)
+                    total += base[M + i] * rescale
+                    extra += rescalesExtra ? base[2 * M + i] * rescale : base[2 * M + i]
                 }
-                let rowLSE = rowMax + Foundation.log(total)
-                lse[rows.indices[i]] = rowLSE
-                logp[rows.indices[i]] = targetLogit - rowLSE
+                merge(i, rowMax + Foundation.log(total), extra, total)
             }
         }
     }

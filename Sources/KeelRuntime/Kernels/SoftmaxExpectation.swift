@@ -22,52 +22,12 @@ public func softmaxExpectationForward(_ expectation: UnsafeMutablePointer<Float>
     expectation.initialize(repeating: 0, count: N)
     lse.initialize(repeating: 0, count: N)
     let rows = CompactedRows(targets, N: N, V: V)
-    let M = rows.count
-    if M == 0 { return }
-    let pool = ThreadPool.shared
-    let tiles = (V + tiling.vocabTile - 1) / tiling.vocabTile
-    let blocks = Swift.min(tiles, 4 * pool.threadCount)
-    let blockSize = tiling.rowChunk * tiling.vocabTile
-    withScratch(M * C) { hc in
-        rows.gather(hc, from: h, C: C)
-        // Per block: running max [M], running sum [M], running q-weighted sum [M]. Per worker: a logits block.
-        withScratch(blocks * 3 * M + pool.threadCount * blockSize) { scratch in
-            let logitsScratch = scratch + blocks * 3 * M
-            pool.parallelBlocks(tiles, blocks: blocks) { block, worker, tileRange in
-                let runMax = scratch + block * 3 * M, runSum = runMax + M, runWeighted = runSum + M
-                let logits = logitsScratch + worker * blockSize
-                for i in 0..<M { runMax[i] = -.greatestFiniteMagnitude; runSum[i] = 0; runWeighted[i] = 0 }
-                for tile in tileRange {
-                    let v0 = tile * tiling.vocabTile, width = min(tiling.vocabTile, V - v0)
-                    for r0 in stride(from: 0, to: M, by: tiling.rowChunk) {
-                        let height = min(tiling.rowChunk, M - r0)
-                        sgemm(transA: false, transB: true, M: height, N: width, K: C, alpha: 1,
-                              hc + r0 * C, lda: C, W + v0 * C, ldb: C, beta: 0, logits, ldc: width)
-                        for r in 0..<height {
-                            let i = r0 + r, row = logits + r * width
-                            let newMax = max(runMax[i], maxOf(row, width))
-                            expShifted(row, width, shift: newMax)
-                            let rescale = fastExp(runMax[i] - newMax)
-                            runSum[i] = runSum[i] * rescale + sumOf(row, width)
-                            runWeighted[i] = runWeighted[i] * rescale + dotOf(row, q + v0, width)
-                            runMax[i] = newMax
-                        }
-                    }
-                }
-            }
-            for i in 0..<M {
-                var rowMax = -Float.greatestFiniteMagnitude
-                for block in 0..<blocks { rowMax = max(rowMax, scratch[block * 3 * M + i]) }
-                var total: Float = 0, weighted: Float = 0
-                for block in 0..<blocks {
-                    let base = scratch + block * 3 * M, rescale = fastExp(base[i] - rowMax)
-                    total += base[M + i] * rescale
-                    weighted += base[2 * M + i] * rescale
-                }
-                lse[rows.indices[i]] = rowMax + Foundation.log(total)
-                expectation[rows.indices[i]] = weighted / total
-            }
-        }
+    // The third per-row value is the rescaled q-weighted sum t = Σ e^(l−m)·q, so E = t / s.
+    sweepVocabularyOnline(rows: rows, h: h, W: W, C: C, V: V, tiling: tiling, rescalesExtra: true) { extra, i, row, v0, width in
+        extra[i] += dotOf(row, q + v0, width)
+    } merge: { i, rowLSE, weighted, total in
+        lse[rows.indices[i]] = rowLSE
+        expectation[rows.indices[i]] = weighted / total
     }
 }
 
