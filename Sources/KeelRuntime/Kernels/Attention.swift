@@ -8,17 +8,22 @@ import Foundation
 // Every product is one sgemm reading q/k/v in place through row strides (NH·D, NKV·D), so the
 // [B,T,NH,D] layout that the projections produce needs no transposition.
 // Right padding needs no extra mask: with a causal mask real positions never see later (padded) ones.
+// Prompt-shared preference pairs (Wang et al. 2024, "Accelerating Direct Preference Optimization with
+// Prefix Sharing") pack [prompt | chosen | rejected] into one row; `branchSpans` [B,2] then hides row
+// b's keys [start, end) (the chosen completion) from the queries at t ≥ end (the rejected one), so
+// each completion attends to the prompt and itself only. Hidden scores are still computed (the
+// blocks stay single sgemms) and masked out of the softmax.
 
 /// Rows of a head processed per sgemm. 64 keeps scores for T=2048 at 512 KiB per thread, and wastes
 /// at most 63·64/2 scores per block on the masked upper triangle of the diagonal block.
 let attentionRowBlock = 64
 
 /// out [B,T,NH,D], lse [B,NH,T] (log-sum-exp of each row's scaled scores, saved for backward)
-/// ← q [B,T,NH,D], k [B,T,NKV,D], v [B,T,NKV,D];  scores scaled by 1/sqrt(D).
+/// ← q [B,T,NH,D], k [B,T,NKV,D], v [B,T,NKV,D], optional branchSpans [B,2];  scores scaled by 1/sqrt(D).
 public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>,
                              _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
-                             B: Int, T: Int, NH: Int, NKV: Int, D: Int) {
-    precondition(NKV > 0 && NH % NKV == 0, "attention: \(NH) query heads are not a multiple of \(NKV) key/value heads")
+                             B: Int, T: Int, NH: Int, NKV: Int, D: Int, branchSpans: UnsafePointer<Int32>? = nil) {
+    checkAttentionShapes(B: B, T: T, NH: NH, NKV: NKV, branchSpans: branchSpans)
     let token = Profiler.begin()
     defer { Profiler.end("attention.forward", token) }
     let scale = 1 / Float(D).squareRoot()
@@ -40,8 +45,11 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMu
                           qh + rowStart * ldq, lda: ldq, kh, ldb: ldkv, beta: 0, scores, ldc: cols)
                     for r in 0..<rows {
                         let p = scores + r * cols, visible = rowStart + r + 1
+                        let hidden = hiddenKeys(branchSpans, row: b, query: rowStart + r)
+                        for j in hidden { p[j] = -.greatestFiniteMagnitude }
                         let rowMax = maxOf(p, visible)
                         expShifted(p, visible, shift: rowMax)
+                        for j in hidden { p[j] = 0 }
                         let total = sumOf(p, visible)
                         let inverse = 1 / total
                         for j in 0..<visible { p[j] *= inverse }
@@ -58,7 +66,7 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMu
 }
 
 /// dq [B,T,NH,D] += ∂L/∂q, dk, dv [B,T,NKV,D] += ∂L/∂k, ∂L/∂v
-/// ← dout [B,T,NH,D] and the forward's q, k, v, out, lse.
+/// ← dout [B,T,NH,D] and the forward's q, k, v, out, lse (and branchSpans [B,2], if it had them).
 ///
 /// With P = softmax(S), S = scale·q·kᵀ:  dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ∘ (dP − rowsum(dO ∘ O)),
 /// dQ = scale·dS·K,  dK = scale·dSᵀ·Q. Work is split over (batch, key/value head) so that the query
@@ -67,8 +75,8 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
                               _ dv: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>,
                               _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
                               _ out: UnsafePointer<Float>, _ lse: UnsafePointer<Float>,
-                              B: Int, T: Int, NH: Int, NKV: Int, D: Int) {
-    precondition(NKV > 0 && NH % NKV == 0, "attention: \(NH) query heads are not a multiple of \(NKV) key/value heads")
+                              B: Int, T: Int, NH: Int, NKV: Int, D: Int, branchSpans: UnsafePointer<Int32>? = nil) {
+    checkAttentionShapes(B: B, T: T, NH: NH, NKV: NKV, branchSpans: branchSpans)
     let token = Profiler.begin()
     defer { Profiler.end("attention.backward", token) }
     let scale = 1 / Float(D).squareRoot()
@@ -103,6 +111,7 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
                             let p = probs + r * cols, dp = dprobs + r * cols
                             let visible = rowStart + r + 1, rowLSE = lseh[rowStart + r], delta = rowDelta[r]
                             expShifted(p, visible, shift: rowLSE)
+                            for j in hiddenKeys(branchSpans, row: b, query: rowStart + r) { p[j] = 0 }
                             for j in 0..<visible { dp[j] = p[j] * (dp[j] - delta) }
                             for j in visible..<cols { p[j] = 0; dp[j] = 0 }
                         }
@@ -120,4 +129,21 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
             }
         }
     }
+}
+
+private func checkAttentionShapes(B: Int, T: Int, NH: Int, NKV: Int, branchSpans: UnsafePointer<Int32>?) {
+    precondition(NKV > 0 && NH % NKV == 0, "attention: \(NH) query heads are not a multiple of \(NKV) key/value heads")
+    guard let branchSpans else { return }
+    for b in 0..<B {
+        let start = branchSpans[2 * b], end = branchSpans[2 * b + 1]
+        precondition(start >= 0 && start <= end && Int(end) <= T, "attention: branch span \(start)..<\(end) of row \(b) is not within 0..<\(T)")
+    }
+}
+
+/// The keys hidden from query t of row b: the row's branch span when t lies past it, else none.
+@inline(__always)
+private func hiddenKeys(_ branchSpans: UnsafePointer<Int32>?, row b: Int, query t: Int) -> Range<Int> {
+    guard let branchSpans else { return 0..<0 }
+    let start = Int(branchSpans[2 * b]), end = Int(branchSpans[2 * b + 1])
+    return t >= end ? start..<end : 0..<0
 }
