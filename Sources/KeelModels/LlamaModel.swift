@@ -83,9 +83,9 @@ public final class LlamaModel {
     /// prompt once; equal to the unshared `SequenceBatch` result up to float summation order.
     public func sequenceLogProbs(_ batch: SharedPromptPairBatch) -> (logProbs: Tensor, tokenCounts: [Int]) {
         let rows = LMHeadRows(indices: batch.scoredPositions, targets: batch.scoredTargets, V: config.vocab)
-        let layout = PackedLayout(positions: batch.positions, branchSpans: batch.branchSpans)
-        let logProbs = summedLogProbs(ModelInput(tokens: batch.tokens, B: batch.rows, T: batch.length, layout: layout),
-                                      rows: rows, outputs: batch.scoredSequences, outputCount: 2 * batch.rows)
+        let layout = PackedLayout(positions: batch.positions, keyMask: batch.keyMask)
+        let logProbs = summedLogProbs(ModelInput(tokens: batch.tokens, B: 1, T: batch.length, layout: layout),
+                                      rows: rows, outputs: batch.scoredSequences, outputCount: 2 * batch.pairCount)
         return (logProbs, batch.completionCounts)
     }
 
@@ -147,7 +147,7 @@ public final class LlamaModel {
         }
     }
 
-    /// B rows of T tokens; packed rows (prompt-shared pairs) carry explicit positions and branch spans.
+    /// B rows of T tokens; packed rows (prompt-shared pairs) carry explicit positions and a key mask.
     struct ModelInput {
         let tokens: [Int32]
         let B: Int, T: Int
@@ -175,7 +175,7 @@ public final class LlamaModel {
             x = layerForward(w, a, B: B, T: T, positionOffset: 0, positions: input.layout?.positions) { a in
                 attentionForward(a.attention.pointer, a.lse.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
                                  B: B, T: T, NH: config.heads, NKV: config.kvHeads, D: config.headDim,
-                                 branchSpans: input.layout?.branchSpans)
+                                 keyMask: input.layout?.keyMask)
             }
             if saveActivations { saved.append(a) }
         }
@@ -261,7 +261,7 @@ public final class LlamaModel {
         let doutput = Tensor(zeros: [N, C]), dx = Tensor(zeros: [N, C])
         lmHeadLogProbBackward(doutput.pointer, grad(lmHead, accumulates: true), dlogp.pointer, f.output.pointer,
                               lmHead.pointer, rows: rows, lse: lse.pointer, C: C, V: config.vocab)
-        let positions = f.input.layout?.positions, branchSpans = f.input.layout?.branchSpans
+        let positions = f.input.layout?.positions, keyMask = f.input.layout?.keyMask
         rmsnormBackward(dx.pointer, norm(finalNorm), doutput.pointer, f.final.pointer, finalNorm.pointer,
                         f.finalRstd.pointer, N: N, C: C)
 
@@ -283,7 +283,7 @@ public final class LlamaModel {
             zero(dattention, dq, dk, dv, dnorm)
             linearBackward(dattention, matrix(w.oProj), dx, a.attention, w.oProj, N: N, C: QD, OC: C)
             attentionBackward(dq.pointer, dk.pointer, dv.pointer, dattention.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
-                              a.attention.pointer, a.lse.pointer, B: B, T: T, NH: NH, NKV: NKV, D: D, branchSpans: branchSpans)
+                              a.attention.pointer, a.lse.pointer, B: B, T: T, NH: NH, NKV: NKV, D: D, keyMask: keyMask)
             ropeBackward(dq.pointer, rope, B: B, T: T, NH: NH, D: D, positions: positions)
             ropeBackward(dk.pointer, rope, B: B, T: T, NH: NKV, D: D, positions: positions)
             // The q/k/v projections saw the RoPE'd outputs only through the (linear) rotation, undone above.
@@ -341,21 +341,21 @@ private func zero(_ tensors: Tensor...) {
     for t in tensors { t.pointer.update(repeating: 0, count: t.count) }
 }
 
-/// Explicit RoPE positions [B,T] and attention branch spans [B,2] of packed rows, at stable addresses
+/// Explicit RoPE positions [B,T] and the attention key mask [B,T,3] of packed rows, at stable addresses
 /// for the kernels from forward through backward.
 final class PackedLayout {
     let positions: UnsafeMutablePointer<Int32>
-    let branchSpans: UnsafeMutablePointer<Int32>
+    let keyMask: UnsafeMutablePointer<Int32>
 
-    init(positions: [Int32], branchSpans: [Int32]) {
+    init(positions: [Int32], keyMask: [Int32]) {
         self.positions = .allocate(capacity: positions.count)
         self.positions.initialize(from: positions, count: positions.count)
-        self.branchSpans = .allocate(capacity: branchSpans.count)
-        self.branchSpans.initialize(from: branchSpans, count: branchSpans.count)
+        self.keyMask = .allocate(capacity: keyMask.count)
+        self.keyMask.initialize(from: keyMask, count: keyMask.count)
     }
 
     deinit {
         positions.deallocate()
-        branchSpans.deallocate()
+        keyMask.deallocate()
     }
 }

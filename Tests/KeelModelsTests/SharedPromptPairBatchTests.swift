@@ -15,9 +15,16 @@ final class SharedPromptPairBatchTests: XCTestCase {
         ([], [4, 13, 2], [25, 7]),
     ]
 
+    /// Pairs long enough that the packed row spans several attention row blocks (64 queries), so that
+    /// blocks start past earlier pairs' keys.
+    static let longPairs: [Pair] = (0..<4).map { p in
+        func ids(_ count: Int, _ salt: Int) -> [Int] { (0..<count).map { (7 * $0 + 13 * p + salt) % 32 } }
+        return (ids(20 + 9 * p, 1), ids(15 + 11 * p, 2), ids(40 - 6 * p, 3))
+    }
+
     static func model(seed: UInt64) throws -> LlamaModel {
         let config = LlamaConfig(layers: 2, hidden: 16, heads: 4, kvHeads: 2, headDim: 4, intermediate: 24, vocab: 32,
-                                 rmsEps: 1e-5, ropeTheta: 10_000, maxPositions: 16, tiedEmbeddings: true)
+                                 rmsEps: 1e-5, ropeTheta: 10_000, maxPositions: 128, tiedEmbeddings: true)
         let model = try LlamaModel(randomWithConfig: config, seed: seed)
         for entry in model.parameters where entry.tensor.shape.count == 2 {
             for i in 0..<entry.tensor.count { entry.tensor.pointer[i] *= 25 }
@@ -30,23 +37,34 @@ final class SharedPromptPairBatchTests: XCTestCase {
                       + pairs.map { PromptCompletionTokens(prompt: $0.prompt, completion: $0.rejected) }, padID: 0)
     }
 
-    func testLayoutPacksPromptOnceWithRestartedPositionsAndBothFirstTokensScored() {
-        let batch = SharedPromptPairBatch([([1, 4], [7, 9], [5, 6, 8])], padID: 0)
-        XCTAssertEqual(batch.tokens, [1, 4, 7, 9, 5, 6, 8])
-        XCTAssertEqual(batch.positions, [0, 1, 2, 3, 2, 3, 4])
-        XCTAssertEqual(batch.branchSpans, [2, 4])
-        // Position 1 (the last prompt token) predicts 7 (chosen) and 5 (rejected).
-        XCTAssertEqual(batch.scoredPositions, [1, 2, 1, 4, 5])
-        XCTAssertEqual(batch.scoredTargets, [7, 9, 5, 6, 8])
-        XCTAssertEqual(batch.scoredSequences, [0, 0, 1, 1, 1])
-        XCTAssertEqual(batch.completionCounts, [2, 3])
+    func testLayoutPacksPairsBackToBackWithRestartedPositionsAndBothFirstTokensScored() {
+        let batch = SharedPromptPairBatch([([1, 4], [7, 9], [5, 6, 8]), ([3], [2], [6, 7])], padID: 0)
+        XCTAssertEqual(batch.tokens, [1, 4, 7, 9, 5, 6, 8, 3, 2, 6, 7])
+        XCTAssertEqual(batch.positions, [0, 1, 2, 3, 2, 3, 4, 0, 1, 1, 2])
+        // Per token: its pair's first position, and the hidden span (the chosen tokens, for rejected ones).
+        XCTAssertEqual(batch.keyMask, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 0, 2, 4, 0, 2, 4,
+                                       7, 0, 0, 7, 0, 0, 7, 8, 9, 7, 8, 9])
+        // The last prompt position of each pair (1 and 7) predicts the first token of both completions.
+        XCTAssertEqual(batch.scoredPositions, [1, 2, 1, 4, 5, 7, 7, 9])
+        XCTAssertEqual(batch.scoredTargets, [7, 9, 5, 6, 8, 2, 6, 7])
+        XCTAssertEqual(batch.scoredSequences, [0, 0, 2, 2, 2, 1, 3, 3])
+        XCTAssertEqual(batch.completionCounts, [2, 1, 3, 2])
     }
 
     func testLogProbsAndGradientsEqualTheUnsharedBatch() throws {
+        try checkAgainstUnshared(Self.pairs)
+    }
+
+    func testLongPairsAcrossAttentionBlocksEqualTheUnsharedBatch() throws {
+        XCTAssertGreaterThan(SharedPromptPairBatch(Self.longPairs, padID: 0).length, 4 * 64)
+        try checkAgainstUnshared(Self.longPairs)
+    }
+
+    private func checkAgainstUnshared(_ pairs: [Pair]) throws {
         let model = try Self.model(seed: 11)
-        let shared = SharedPromptPairBatch(Self.pairs, padID: 0), separate = Self.separate(Self.pairs)
+        let shared = SharedPromptPairBatch(pairs, padID: 0), separate = Self.separate(pairs)
         // Distinct weights per sequence, so a gradient sent to the wrong sequence shows.
-        let weights = Tensor((0..<2 * Self.pairs.count).map { Float($0 + 1) * (($0 % 2 == 0) ? 1 : -0.5) })
+        let weights = Tensor((0..<2 * pairs.count).map { Float($0 + 1) * (($0 % 2 == 0) ? 1 : -0.5) })
 
         func run(_ logProbs: () -> (logProbs: Tensor, tokenCounts: [Int])) -> (values: [Float], counts: [Int], grads: [String: [Float]]) {
             model.parameters.zeroGrad()

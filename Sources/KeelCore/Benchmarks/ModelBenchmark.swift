@@ -56,6 +56,9 @@ public enum ModelBenchmark {
         public let tokensPerStep: Int
         /// dpo: whether pairs shared their prompt.
         public let sharedPrompt: Bool?
+        /// Positions one forward pass computes (mean over the timed steps): B·T, or for shared prompts
+        /// the packed pairs' Σ |prompt| + |chosen| + |rejected|.
+        public let computedPositionsPerStep: Double
         public let stepSecondsMedian: Double
         public let stepSecondsMin: Double
         public let stepSecondsMax: Double
@@ -78,6 +81,7 @@ public enum ModelBenchmark {
         let tokenizer = try BPETokenizer(gguf: gguf)
         let B = options.batch, T = options.length
         var phases: [String: [Double]] = [:]
+        var computedPositions: [Int] = []
         let step: (Int) throws -> Void
         switch options.mode {
         case .fwd, .fwdbwd:
@@ -103,12 +107,12 @@ public enum ModelBenchmark {
             step = { iteration in
                 let selected = (0..<P).map { pairs[(iteration * P + $0) % pairs.count] }
                 let padID = tokenizer.paddingTokenID ?? 0
+                let shared = SharedPromptPairBatch(selected.map { ($0.chosen.prompt, $0.chosen.completion, $0.rejected.completion) },
+                                                   padID: padID)
+                let separate = SequenceBatch(selected.map(\.chosen) + selected.map(\.rejected), padID: padID)
+                computedPositions.append(options.sharesPrompt ? shared.length : separate.rows * separate.length)
                 func logProbs(_ model: LlamaModel) -> Tensor {
-                    if options.sharesPrompt {
-                        return model.sequenceLogProbs(SharedPromptPairBatch(selected.map { ($0.chosen.prompt, $0.chosen.completion,
-                                                                                             $0.rejected.completion) }, padID: padID)).logProbs
-                    }
-                    return model.sequenceLogProbs(SequenceBatch(selected.map(\.chosen) + selected.map(\.rejected), padID: padID)).logProbs
+                    options.sharesPrompt ? model.sequenceLogProbs(shared).logProbs : model.sequenceLogProbs(separate).logProbs
                 }
                 let t0 = now()
                 let referenceLogProbs = withNoGrad { logProbs(reference) }
@@ -130,7 +134,7 @@ public enum ModelBenchmark {
         for iteration in 0..<(options.warmup + options.iterations) {
             let timed = iteration >= options.warmup
             if timed && options.profile { Profiler.isEnabled = true }
-            if iteration == options.warmup { phases = [:]; Profiler.reset() }
+            if iteration == options.warmup { phases = [:]; computedPositions = []; Profiler.reset() }
             let start = now()
             try step(iteration)
             if timed { times.append(now() - start) }
@@ -146,6 +150,8 @@ public enum ModelBenchmark {
         }
         return Report(mode: options.mode, threads: ThreadPool.shared.threadCount, batch: B, length: T, tokensPerStep: B * T,
                       sharedPrompt: options.mode == .dpo ? options.sharesPrompt : nil,
+                      computedPositionsPerStep: computedPositions.isEmpty ? Double(B * T)
+                          : Double(computedPositions.reduce(0, +)) / Double(computedPositions.count),
                       stepSecondsMedian: median, stepSecondsMin: times.min() ?? 0, stepSecondsMax: times.max() ?? 0,
                       tokensPerSecond: Double(B * T) / median,
                       phases: phases.isEmpty ? nil : phases.mapValues { Self.median($0) },
@@ -201,7 +207,7 @@ public enum ModelBenchmark {
     public static func format(_ r: Report) -> String {
         func f(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
         var lines = ["\(r.mode.rawValue), \(r.threads) thread(s), \(r.batch)×\(r.length): "
-                     + (r.sharedPrompt == true ? "prompt shared (tok/s counts the unshared tokens), " : "")
+                     + (r.sharedPrompt == true ? "prompt shared (\(f(r.computedPositionsPerStep, 0)) positions computed; tok/s counts the unshared tokens), " : "")
                      + "\(f(r.stepSecondsMedian, 3)) s/step (\(f(r.stepSecondsMin, 3))–\(f(r.stepSecondsMax, 3))), "
                      + "\(f(r.tokensPerSecond, 1)) tok/s, peak RSS \(f(r.peakRSSMiB, 0)) MiB, load \(f(r.loadSeconds)) s, "
                      + "load average \(f(r.loadAverageAtStart)) → \(f(r.loadAverageAtEnd))"]
