@@ -63,6 +63,8 @@ public struct TrainingConfig: Equatable {
     public let checkpointEvery: Int
     public let keepCheckpoints: Int
     public let logEvery: Int
+    /// Compute each pair's prompt once for chosen and rejected (`SharedPromptPairBatch`).
+    public let sharesPrompt: Bool
 
     public init(_ o: ResolvedOptions) {
         steps = o.int("steps")
@@ -75,6 +77,7 @@ public struct TrainingConfig: Equatable {
         checkpointEvery = o.int("checkpoint_every") ?? 0
         keepCheckpoints = o.int("keep_checkpoints") ?? 1
         logEvery = o.int("log_every") ?? 1
+        sharesPrompt = o.bool("share_prompt") ?? true
     }
 }
 
@@ -168,6 +171,7 @@ public enum RecipeSchema {
         .int("checkpoint_every", 0, in: .nonNegative, "checkpoint every N steps; 0 = only at the end"),
         .int("keep_checkpoints", 2, in: .atLeast(1), "most recent checkpoints kept on disk"),
         .int("log_every", 1, in: .atLeast(1), "record metrics every N steps"),
+        .bool("share_prompt", true, "pack each pair as [prompt | chosen | rejected] so the prompt is computed once"),
     ]
 
     public static let output: [OptionSpec] = [

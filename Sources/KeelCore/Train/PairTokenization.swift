@@ -120,22 +120,37 @@ public struct PairTokenizer {
     }
 }
 
-/// One forward batch of pairs: rows 0..<B are the chosen sequences, rows B..<2B the rejected ones (one
-/// `SequenceBatch`, so policy and reference each run a single forward pass per micro-batch).
+/// One forward batch of pairs, so policy and reference each run a single forward pass per micro-batch:
+/// with `sharesPrompt` (the default) one packed row per pair whose prompt is computed once
+/// (`SharedPromptPairBatch`), otherwise a `SequenceBatch` whose rows 0..<B are the chosen sequences and
+/// rows B..<2B the rejected ones. Both give the same log-probs up to float summation order.
 public struct PairBatch {
     public let pairs: [TokenizedPair]
-    public let sequences: SequenceBatch
+    public let layout: Layout
 
-    public init(_ pairs: [TokenizedPair], padID: Int) {
-        self.pairs = pairs
-        let chosen = pairs.map { PromptCompletionTokens(prompt: $0.prompt, completion: $0.chosen) }
-        let rejected = pairs.map { PromptCompletionTokens(prompt: $0.prompt, completion: $0.rejected) }
-        sequences = SequenceBatch(chosen + rejected, padID: padID)
+    public enum Layout {
+        case sharedPrompt(SharedPromptPairBatch)
+        case separate(SequenceBatch)
     }
 
-    /// The model's sequence log-probs, split back into chosen and rejected rows.
+    public init(_ pairs: [TokenizedPair], padID: Int, sharesPrompt: Bool = true) {
+        self.pairs = pairs
+        if sharesPrompt {
+            layout = .sharedPrompt(SharedPromptPairBatch(pairs.map { ($0.prompt, $0.chosen, $0.rejected) }, padID: padID))
+        } else {
+            let chosen = pairs.map { PromptCompletionTokens(prompt: $0.prompt, completion: $0.chosen) }
+            let rejected = pairs.map { PromptCompletionTokens(prompt: $0.prompt, completion: $0.rejected) }
+            layout = .separate(SequenceBatch(chosen + rejected, padID: padID))
+        }
+    }
+
+    /// The model's sequence log-probs, split into chosen and rejected.
     public func scores(_ model: LlamaModel) -> LossBatch {
-        let (logProbs, counts) = model.sequenceLogProbs(sequences)
+        let (logProbs, counts): (Tensor, [Int])
+        switch layout {
+        case .sharedPrompt(let batch): (logProbs, counts) = model.sequenceLogProbs(batch)
+        case .separate(let batch): (logProbs, counts) = model.sequenceLogProbs(batch)
+        }
         let b = pairs.count
         return .paired(chosen: SequenceScores(logProbs: logProbs.rows(0..<b), tokenCounts: Array(counts[0..<b])),
                        rejected: SequenceScores(logProbs: logProbs.rows(b..<2 * b), tokenCounts: Array(counts[b...])))

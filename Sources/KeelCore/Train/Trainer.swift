@@ -188,7 +188,7 @@ public final class Trainer: TrainingContext {
     /// The weighted loss Σ wₖ·Lₖ of the pairs `indices` of a split, and the loss plugins' metrics plus `loss`.
     func loss(_ indices: [Int], split: MetricSplit) throws -> (Tensor, [String: Double]) {
         let pairs = indices.map { split == .train ? trainPairs[$0] : evalPairs[$0] }
-        let batch = PairBatch(pairs, padID: padID)
+        let batch = PairBatch(pairs, padID: padID, sharesPrompt: config.sharesPrompt)
         let policyScores = batch.scores(policy)
         var referenceScores: LossBatch?
         if needsReference {
@@ -240,7 +240,8 @@ public final class Trainer: TrainingContext {
         var chosen: [Float] = [], rejected: [Float] = []
         withNoGrad {
             for start in stride(from: 0, to: pairs.count, by: config.batchSize) {
-                guard case .paired(let c, let r) = PairBatch(Array(pairs[start..<min(start + config.batchSize, pairs.count)]), padID: padID).scores(reference)
+                guard case .paired(let c, let r) = PairBatch(Array(pairs[start..<min(start + config.batchSize, pairs.count)]), padID: padID,
+                                                             sharesPrompt: config.sharesPrompt).scores(reference)
                 else { continue }
                 chosen += c.logProbs.toArray()
                 rejected += r.logProbs.toArray()
