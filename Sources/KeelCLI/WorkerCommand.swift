@@ -27,7 +27,7 @@ struct WorkerCommand: ParsableCommand {
                 throw DaemonError("run \(runID) is \(record.status.rawValue); a worker only trains queued or interrupted runs")
             }
             WorkerFault.apply(runID: runID)
-            try TrainingRun.resume(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(), force: false,
+            try TrainingRun.resume(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout), force: false,
                                    display: ProgressDisplay(isTerminal: false))
         }
     }
