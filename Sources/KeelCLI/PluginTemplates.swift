@@ -34,11 +34,12 @@ struct PluginTemplate {
         let keel = \(keelCheckout.debugDescription)
         let keelBuild = \(keelBuild.debugDescription)
 
-        /// Keel's Swift modules, and the module maps of the C libraries they import.
+        /// Keel's Swift modules, and the folders of the module maps of the C libraries they import. Serialized
+        /// into this package's modules, so that the test runner SwiftPM generates (which gets no settings of
+        /// its own) finds them too.
         let keelModules: [SwiftSetting] = [
-            .unsafeFlags(["-I", keelBuild + "/Modules"] + ["COpenBLAS", "CYaml", "CSQLite"].flatMap {
-                ["-Xcc", "-fmodule-map-file=\\(keel)/Sources/\\($0)/module.modulemap"]
-            }),
+            .unsafeFlags(["-Xfrontend", "-serialize-debugging-options", "-I", keelBuild + "/Modules"]
+                         + ["COpenBLAS", "CYaml", "CSQLite"].flatMap { ["-I", "\\(keel)/Sources/\\($0)"] }),
         ]
 
         let package = Package(

@@ -53,7 +53,7 @@ final class MethodRecipeTests: XCTestCase {
         XCTAssertTrue(registry.names(of: .data).contains("deft"))
     }
 
-    /// docs/plugins.md is `keel plugins --markdown`, regenerated whenever a declaration changes.
+    /// docs/plugins.md is `keel plugins --builtin-only --markdown`, regenerated whenever a declaration changes.
     func testPluginDocsAreCurrent() throws {
         let docs = try String(contentsOf: Self.root.appendingPathComponent("docs/plugins.md"), encoding: .utf8)
         XCTAssertEqual(docs, keelPluginRegistry().markdown() + "\n", "regenerate: swift run keel plugins --builtin-only --markdown > docs/plugins.md")

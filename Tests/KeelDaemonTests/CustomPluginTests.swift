@@ -4,8 +4,8 @@ import XCTest
 @testable import KeelDaemon
 
 /// Custom method plugins end to end: `keel plugin new`, `swift build -c release` of the package, `keel plugin
-/// install`, and recipes using the plugin in a running daemon; plugins refused for their API version or
-/// their folder's permissions.
+/// install`, and recipes using the plugin in a running daemon; a plugin refused for its API version. The
+/// folder's permission checks are in KeelCoreTests.PluginLibraryLoaderTests.
 final class CustomPluginTests: XCTestCase {
     /// One plugin package (built once: the build is most of this test's time) exercises the whole path.
     /// The scaffold gets a second loss that traps, so that a plugin crashing during a run is tested too.
@@ -86,17 +86,6 @@ final class CustomPluginTests: XCTestCase {
         XCTAssertEqual(listing.status, 0, listing.output)
         XCTAssertTrue(listing.output.contains("libForeign.so: built against Keel plugin API version 999"), listing.output)
         XCTAssertTrue(listing.output.contains("skipped") && listing.output.contains("dpo  (loss)"), listing.output)
-    }
-
-    /// A world-writable plugin folder is refused as a whole, naming it.
-    func testWorldWritablePluginFolderIsRefused() throws {
-        let sandbox = try DaemonSandbox(self)
-        let plugins = sandbox.varDirectory.appendingPathComponent("plugins")
-        try FileManager.default.createDirectory(at: plugins, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
-        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: plugins.path)
-        let listing = try sandbox.keel(["plugins", "--var", sandbox.varDirectory.path])
-        XCTAssertEqual(listing.status, 0, listing.output)
-        XCTAssertTrue(listing.output.contains("\(plugins.path) is world-writable; no plugin is loaded from it"), listing.output)
     }
 
     /// A second loss in the scaffolded library that traps, as a buggy plugin would.
