@@ -44,7 +44,7 @@ struct DaemonCommand: ParsableCommand {
         }
         // Rescanned before each recipe is validated: plugin files installed while the daemon runs are used
         // without a restart (workers, new processes, load the folder afresh).
-        let plugins = PluginLibraryLoader(directory: customPluginDirectory(varDirectory.layout))
+        let plugins = PluginLibraryLoader(directory: customPluginDirectory(varDirectory.layout), probe: checkPluginInChildProcess)
         let daemon = Daemon(configuration: configuration, registry: {
             let (registry, problems) = plugins.registry(extending: keelPluginRegistry())
             for problem in problems { log("\(problem); skipped") }

@@ -7,7 +7,7 @@ import KeelCore
 struct PluginCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plugin", abstract: "Create (new) and install (install) custom method plugins, loaded by keel at run time.",
-        subcommands: [PluginNewCommand.self, PluginInstallCommand.self])
+        subcommands: [PluginNewCommand.self, PluginInstallCommand.self, PluginCheckCommand.self])
 }
 
 struct PluginNewCommand: ParsableCommand {
@@ -102,18 +102,41 @@ struct PluginInstallCommand: ParsableCommand {
             try FileManager.default.copyItem(at: source, to: staged)
             do {
                 try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: staged.path)
-                var registry = keelPluginRegistry()
-                let types = try PluginLibraryLoader.load(staged)
-                try registry.register(types, library: target)
+                let plugins = try checkedPlugins(staged, registeredAs: target)
                 guard rename(staged.path, target.path) == 0 else {
                     throw PluginLoadError("cannot move it to \(target.path): \(String(cString: strerror(errno)))")
                 }
-                let names = types.map { "\($0.descriptor.name) (\($0.descriptor.kind.rawValue))" }
-                print("installed \(target.path): \(names.joined(separator: ", "))")
+                print("installed \(target.path): \(plugins)")
             } catch {
                 try? FileManager.default.removeItem(at: staged)
                 throw PluginLoadError("\(source.path) not installed: \(error)")
             }
         }
     }
+}
+
+/// `keel plugin check LIB.so`: loads a plugin library as keel would (API version, registration beside the
+/// plugins compiled into keel) without installing it. The daemon runs it on each new plugin file before
+/// loading the file itself, so that a library crashing in its registration takes down only this process.
+struct PluginCheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check", abstract: "Load a plugin library as keel would and list its plugins, without installing it.")
+
+    @Argument(help: "The plugin library.")
+    var path: String
+
+    func run() throws {
+        try runReportingErrors {
+            let file = URL(fileURLWithPath: path).standardizedFileURL
+            print("\(file.path): \(try checkedPlugins(file, registeredAs: file))")
+        }
+    }
+}
+
+/// Loads `file` and registers its plugins beside the ones compiled into keel; "name (kind), …", or why not.
+func checkedPlugins(_ file: URL, registeredAs library: URL) throws -> String {
+    var registry = keelPluginRegistry()
+    let types = try PluginLibraryLoader.load(file)
+    try registry.register(types, library: library)
+    return types.map { "\($0.descriptor.name) (\($0.descriptor.kind.rawValue))" }.joined(separator: ", ")
 }

@@ -36,11 +36,31 @@ func customPluginDirectory(_ layout: RunLayout) -> URL {
 }
 
 /// `keelPluginRegistry()` plus the custom plugins of the plugin folder; a library that is refused is
-/// reported on stderr and skipped.
-func keelPluginRegistry(loadingCustomPluginsOf layout: RunLayout) -> PluginRegistry {
-    let (registry, problems) = PluginLibraryLoader(directory: customPluginDirectory(layout)).registry(extending: keelPluginRegistry())
+/// reported on stderr and skipped. `checkingInChildProcess` loads each library in `keel plugin check` first.
+func keelPluginRegistry(loadingCustomPluginsOf layout: RunLayout, checkingInChildProcess: Bool = false) -> PluginRegistry {
+    let loader = PluginLibraryLoader(directory: customPluginDirectory(layout), probe: checkingInChildProcess ? checkPluginInChildProcess : nil)
+    let (registry, problems) = loader.registry(extending: keelPluginRegistry())
     for problem in problems { printError("keel: \(problem); skipped") }
     return registry
+}
+
+/// `keel plugin check FILE` in a child process: a library that crashes while registering is refused
+/// instead of crashing the long-lived daemon, or every worker it starts.
+func checkPluginInChildProcess(_ library: URL) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+    process.arguments = ["plugin", "check", library.path]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    guard process.terminationReason == .exit, process.terminationStatus == 0 else {
+        let how = process.terminationReason == .uncaughtSignal ? "crashed (signal \(process.terminationStatus))" : "failed"
+        let said = output.split(separator: "\n").suffix(3).joined(separator: " | ")
+        throw PluginLoadError("loading it in a child process (keel plugin check) \(how): \(said)")
+    }
 }
 
 /// `keel plugins [NAME] [--markdown]`: registered plugins, their options and help, from their declarations.

@@ -18,7 +18,7 @@ final class CustomPluginTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: package.appendingPathComponent(file).path), file)
         }
         try addCrashingLoss(to: package)
-        let build = try Self.run("/usr/bin/env", ["swift", "build", "-c", "release"], in: package)
+        let build = try DaemonSandbox.run("/usr/bin/env", ["swift", "build", "-c", "release"], in: package)
         XCTAssertEqual(build.status, 0, build.output)
         let library = package.appendingPathComponent(".build/release/libMarginHinge.so")
 
@@ -63,16 +63,7 @@ final class CustomPluginTests: XCTestCase {
     /// (which would crash keel) is never called.
     func testPluginBuiltAgainstAnotherAPIVersionIsRefusedBeforeItsRegistrationRuns() throws {
         let sandbox = try DaemonSandbox(self)
-        let source = sandbox.root.appendingPathComponent("Foreign.swift")
-        try Data("""
-            @_cdecl("keel_plugin_abi_version") public func version() -> Int { 999 }
-            @_cdecl("keel_plugin_register") public func register() -> UnsafeMutableRawPointer { fatalError("registration ran") }
-
-            """.utf8).write(to: source)
-        let library = sandbox.root.appendingPathComponent("libForeign.so")
-        let compile = try Self.run("/usr/bin/env", ["swiftc", "-parse-as-library", "-emit-library", "-module-name", "Foreign",
-                                                    source.path, "-o", library.path], in: sandbox.root)
-        XCTAssertEqual(compile.status, 0, compile.output)
+        let library = try Self.crashingLibrary(apiVersion: 999, in: sandbox.root)
 
         let install = try sandbox.keel(["plugin", "install", library.path, "--var", sandbox.varDirectory.path])
         XCTAssertNotEqual(install.status, 0)
@@ -81,11 +72,45 @@ final class CustomPluginTests: XCTestCase {
         let plugins = sandbox.varDirectory.appendingPathComponent("plugins")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: plugins.path), [], "nothing installed")
 
-        _ = try Self.run("/bin/cp", [library.path, plugins.path], in: sandbox.root)
+        _ = try DaemonSandbox.run("/bin/cp", [library.path, plugins.path], in: sandbox.root)
         let listing = try sandbox.keel(["plugins", "--var", sandbox.varDirectory.path])
         XCTAssertEqual(listing.status, 0, listing.output)
         XCTAssertTrue(listing.output.contains("libForeign.so: built against Keel plugin API version 999"), listing.output)
         XCTAssertTrue(listing.output.contains("skipped") && listing.output.contains("dpo  (loss)"), listing.output)
+    }
+
+    /// A library that crashes in its registration, dropped into the folder while the daemon runs, is
+    /// refused (the daemon checks it in a child process first) and the daemon goes on training.
+    func testPluginCrashingAsItRegistersDoesNotTakeTheDaemonDown() throws {
+        let sandbox = try DaemonSandbox(self)
+        let library = try Self.crashingLibrary(apiVersion: PluginLibraryABI.hostVersion, in: sandbox.root)
+        let daemon = try sandbox.startDaemon()
+        defer { sandbox.stop(daemon) }
+        let plugins = sandbox.varDirectory.appendingPathComponent("plugins")
+        try FileManager.default.createDirectory(at: plugins, withIntermediateDirectories: true)
+        XCTAssertEqual(try DaemonSandbox.run("/bin/cp", [library.path, plugins.path]).status, 0)
+        try sandbox.stage("after.yaml", DaemonSandbox.tinyRecipe(name: "after", steps: 2))
+        Thread.sleep(forTimeInterval: 0.3)
+        try sandbox.drop("after.yaml")
+        try sandbox.wait("the recipe to complete") { try sandbox.run(named: "after.yaml")?.status == .completed }
+        XCTAssertTrue(daemon.isRunning)
+        XCTAssertTrue(sandbox.daemonOutput.contains("libForeign.so: loading it in a child process (keel plugin check) crashed"),
+                      sandbox.daemonOutput)
+    }
+
+    /// libForeign.so: a library answering `apiVersion` whose registration traps (Swift only, no Keel import).
+    static func crashingLibrary(apiVersion: Int, in folder: URL) throws -> URL {
+        let source = folder.appendingPathComponent("Foreign.swift")
+        try Data("""
+            @_cdecl("keel_plugin_abi_version") public func version() -> Int { \(apiVersion) }
+            @_cdecl("keel_plugin_register") public func register() -> UnsafeMutableRawPointer { fatalError("registration ran") }
+
+            """.utf8).write(to: source)
+        let library = folder.appendingPathComponent("libForeign.so")
+        let compile = try DaemonSandbox.run("/usr/bin/env", ["swiftc", "-parse-as-library", "-emit-library", "-module-name", "Foreign",
+                                                             source.path, "-o", library.path], in: folder)
+        XCTAssertEqual(compile.status, 0, compile.output)
+        return library
     }
 
     /// A second loss in the scaffolded library that traps, as a buggy plugin would.
@@ -109,19 +134,5 @@ final class CustomPluginTests: XCTestCase {
         let edited = original.replacingOccurrences(of: "[MarginHingeLoss.self]", with: "[MarginHingeLoss.self, CrashingHingeLoss.self]")
         XCTAssertNotEqual(edited, original)
         try Data(edited.utf8).write(to: registration)
-    }
-
-    static func run(_ executable: String, _ arguments: [String], in directory: URL) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
     }
 }

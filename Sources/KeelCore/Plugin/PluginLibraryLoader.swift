@@ -28,7 +28,15 @@ public final class PluginLibraryLoader {
     /// Problems already returned, so that a rescan does not repeat them.
     private var reported: Set<String> = []
 
-    public init(directory: URL) { self.directory = directory.standardizedFileURL }
+    /// Runs before a new library file is loaded into this process; throwing refuses the file. The daemon
+    /// checks each file in a child process first, so that a library crashing as it registers does not
+    /// take the daemon down with it.
+    let probe: ((URL) throws -> Void)?
+
+    public init(directory: URL, probe: ((URL) throws -> Void)? = nil) {
+        self.directory = directory.standardizedFileURL
+        self.probe = probe
+    }
 
     /// `base` plus the plugins of every acceptable library in the directory, in file-name order. Problems
     /// are returned once (a rescan does not repeat them); their libraries are skipped.
@@ -59,6 +67,7 @@ public final class PluginLibraryLoader {
                     continue   // refused before, and reported then
                 default:
                     seen[file.path] = (identity, nil)   // refused unless it loads and registers
+                    try probe?(file)
                     types = try Self.load(file)
                 }
                 var candidate = registry
