@@ -40,6 +40,11 @@ struct PluginNewCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let build = try keelBuild.map { URL(fileURLWithPath: $0).standardizedFileURL } ?? runningKeelBuildDirectory()
+            for built in ["Modules/KeelCore.swiftmodule", "libKeelPluginAPI.so"]
+            where !FileManager.default.fileExists(atPath: build.appendingPathComponent(built).path) {
+                throw PluginLoadError("\(build.path) has no \(built); expected Keel's release build folder (`swift build -c release` "
+                                    + "in the Keel checkout, then pass its .build/release as --keel-build)")
+            }
             let template = PluginTemplate(name: name, kind: PluginKind(rawValue: kind)!, keelCheckout: try keelCheckout(above: build).path,
                                           keelBuild: build.path)
             let folder = URL(fileURLWithPath: dir ?? name).standardizedFileURL

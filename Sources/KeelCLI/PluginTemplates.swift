@@ -317,13 +317,14 @@ struct PluginExample {
     static func scheduler(name: String, typeName: String, module: String) -> PluginExample {
         PluginExample(
             typeName: typeName, summary: "a scheduler that multiplies the learning rate by `factor` every `every` steps",
-            recipeLine: "schedulers: [{name: \(name), factor: 0.5, every: 100}]",
+            recipeLine: "schedulers: [{name: \(name), factor: 0.5, every: 100}]   # with optimizer: {schedule: constant}",
             source: """
             import KeelCore
 
             /// Step decay of the learning rate: after every `every` optimizer steps, lr ← factor · lr.
-            /// Records `lr-decay/learning_rate` after each step.
-            public final class \(typeName): SchedulerPlugin {
+            /// The number of decays so far is checkpointed state (the trainer checkpoints the learning rate
+            /// itself), recorded with the learning rate after each step.
+            public final class \(typeName): SchedulerPlugin, Checkpointable {
                 public static let descriptor = PluginDescriptor(
                     name: "\(name)", kind: .scheduler,
                     summary: "multiply the learning rate by factor every `every` steps",
@@ -331,10 +332,12 @@ struct PluginExample {
                         .double("factor", 0.5, in: .positive, "what the learning rate is multiplied by"),
                         .int("every", 100, in: .atLeast(1), "optimizer steps between two decays"),
                     ],
-                    controls: [ControlledValue.learningRate], metrics: ["lr-decay/learning_rate"])
+                    controls: [ControlledValue.learningRate], metrics: ["lr-decay/learning_rate", "lr-decay/decays"],
+                    stateKeys: ["decays"])
 
                 let factor: Double
                 let every: Int
+                public private(set) var decays = 0
 
                 public init(options: ResolvedOptions) throws {
                     factor = options.double("factor") ?? 0.5
@@ -342,9 +345,21 @@ struct PluginExample {
                 }
 
                 public func afterOptimizerStep(_ context: TrainingContext) throws {
-                    if context.step > 0, context.step % every == 0 { context.learningRate *= factor }
+                    if context.step > 0, context.step % every == 0 {
+                        context.learningRate *= factor
+                        decays += 1
+                    }
                     context.record(metric: "lr-decay/learning_rate", value: context.learningRate)
+                    context.record(metric: "lr-decay/decays", value: Double(decays))
                 }
+
+                public func saveState() throws -> PluginState {
+                    var state = PluginState()
+                    try state.set("decays", decays)
+                    return state
+                }
+
+                public func restoreState(_ state: PluginState) throws { decays = try state.get(Int.self, "decays") }
             }
 
             """,
@@ -359,23 +374,29 @@ struct PluginExample {
                     var totalSteps = 10
                     var learningRate = 1.0
                     var hyperparameters: [String: Double] = [:]
-                    var recorded: [Double] = []
+                    var recorded: [String: [Double]] = [:]
                     func parameterNames(_ role: ModelRole) -> [String] { [] }
                     func parameter(_ name: String, of role: ModelRole) -> Tensor? { nil }
-                    func record(metric: String, value: Double) { recorded.append(value) }
+                    func record(metric: String, value: Double) { recorded[metric, default: []].append(value) }
                 }
 
-                /// factor 0.5 every 100 steps: steps 1…250 end at 0.25, having halved at 100 and 200.
-                func testLearningRateHalvesEveryHundredSteps() throws {
-                    let plugin = try \(typeName)(options: ResolvedOptions(defaultsOf: \(typeName).descriptor.options))
+                /// factor 0.5 every 100 steps: steps 1…250 end at 0.25, having halved at 100 and 200; the decay
+                /// count survives a save and restore (what a checkpoint and resume do).
+                func testLearningRateHalvesEveryHundredStepsAndTheCountIsCheckpointed() throws {
+                    let options = ResolvedOptions(defaultsOf: \(typeName).descriptor.options)
+                    let plugin = try \(typeName)(options: options)
                     let context = Context()
                     for step in 1...250 {
                         context.step = step
                         try plugin.afterOptimizerStep(context)
                     }
                     XCTAssertEqual(context.learningRate, 0.25)
-                    XCTAssertEqual(context.recorded[98], 1.0)
-                    XCTAssertEqual(context.recorded[99], 0.5)
+                    XCTAssertEqual(context.recorded["lr-decay/learning_rate"]?[98], 1.0)
+                    XCTAssertEqual(context.recorded["lr-decay/learning_rate"]?[99], 0.5)
+                    XCTAssertEqual(context.recorded["lr-decay/decays"]?.last, 2)
+                    let resumed = try \(typeName)(options: options)
+                    try resumed.restoreState(plugin.saveState())
+                    XCTAssertEqual(resumed.decays, 2)
                 }
             }
 

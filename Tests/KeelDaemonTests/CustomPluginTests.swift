@@ -58,6 +58,41 @@ final class CustomPluginTests: XCTestCase {
         XCTAssertTrue(crashError.contains("crashing-hinge: deliberate crash"), crashError)
     }
 
+    /// The scheduler scaffold keeps checkpointed state (its decay count): a run killed after a checkpoint
+    /// and resumed ends with the same state and bitwise the same model as one never interrupted.
+    func testScaffoldedSchedulerStateIsCheckpointedAndResumesBitwise() throws {
+        let sandbox = try DaemonSandbox(self)
+        let package = sandbox.root.appendingPathComponent("lr-decay")
+        let scaffold = try sandbox.keel(["plugin", "new", "lr-decay", "--kind", "scheduler", "--dir", package.path])
+        XCTAssertEqual(scaffold.status, 0, scaffold.output)
+        let build = try DaemonSandbox.run("/usr/bin/env", ["swift", "build", "-c", "release"], in: package)
+        XCTAssertEqual(build.status, 0, build.output)
+        let (interrupted, uninterrupted) = (sandbox.root.appendingPathComponent("var-a"), sandbox.root.appendingPathComponent("var-b"))
+        for folder in [interrupted, uninterrupted] {
+            let install = try sandbox.keel(["plugin", "install", package.appendingPathComponent(".build/release/libLrDecay.so").path,
+                                            "--var", folder.path])
+            XCTAssertEqual(install.status, 0, install.output)
+        }
+        let recipe = try sandbox.stage("decay.yaml", DaemonSandbox.tinyRecipe(name: "decay", steps: 12, checkpointEvery: 4)
+            .replacingOccurrences(of: "optimizer: {lr: 1.0e-3, weight_decay: 0.0}",
+                                  with: "optimizer: {lr: 1.0e-3, weight_decay: 0.0}\nschedulers: [{name: lr-decay, factor: 0.5, every: 3}]"))
+        XCTAssertTrue(try String(contentsOf: recipe, encoding: .utf8).contains("lr-decay"))
+
+        let killed = try sandbox.keel(["run", recipe.path, "--var", interrupted.path], environment: ["KEEL_FAULT": "kill-after-step:6"])
+        XCTAssertNotEqual(killed.status, 0, "killed after step 6")
+        let store = try KeelStore(path: interrupted.appendingPathComponent("keel.db"))
+        let runID = try XCTUnwrap(try store.runSummaries().first?.run.id)
+        let resumed = try sandbox.keel(["resume", runID, "--var", interrupted.path])
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        let straight = try sandbox.keel(["run", recipe.path, "--var", uninterrupted.path])
+        XCTAssertEqual(straight.status, 0, straight.output)
+        let straightID = try XCTUnwrap(try KeelStore(path: uninterrupted.appendingPathComponent("keel.db")).runSummaries().first?.run.id)
+
+        let decays = try store.metricSeries(runID, split: .train, name: "lr-decay/decays")
+        XCTAssertEqual(decays.last?.value, 4, "decays at steps 3, 6, 9 and 12, counted across the resume")
+        XCTAssertEqual(try sandbox.exportedModel(runID, in: interrupted), try sandbox.exportedModel(straightID, in: uninterrupted))
+    }
+
     /// A library whose compiled-in plugin API version is not keel's is refused by `keel plugin install`
     /// and, dropped into the folder by hand, skipped with the same message; its registration entry point
     /// (which would crash keel) is never called.

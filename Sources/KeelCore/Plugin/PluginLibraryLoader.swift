@@ -5,11 +5,12 @@ import Glibc
 /// plugin directory, `var/plugins/` by default, loaded into this process at run time.
 ///
 /// Each `registry(extending:)` rescans the directory, so a long-lived process (the daemon) sees files that
-/// appeared after it started; a file it already loaded is not loaded again. A library is refused, and its
-/// code never called, when the directory or file is unsafe (world-writable directory; file not a regular
-/// file owned by this user, or writable by group or others), when `dlopen` fails (e.g. a symbol this
-/// `keel` does not have: built against another Keel), or when its compiled-in plugin API version differs
-/// from this `keel`'s. A library whose registration fails in any way registers none of its plugins.
+/// appeared after it started; a file it already loaded is not loaded again. A library is refused when the
+/// directory or file is unsafe (world-writable directory; file not a regular file owned by this user, or
+/// writable by group or others: never opened), when `dlopen` fails (e.g. a symbol this `keel` does not
+/// have: built against another Keel), or when its compiled-in plugin API version differs from this
+/// `keel`'s (its registration entry point is then never called). A library whose registration fails in
+/// any way registers none of its plugins.
 ///
 /// Loaded libraries are never unloaded (Swift type metadata cannot be unregistered): a file replaced after
 /// this process loaded it keeps its old version here until restart; daemon workers, being new processes,
@@ -70,9 +71,7 @@ public final class PluginLibraryLoader {
                     try probe?(file)
                     types = try Self.load(file)
                 }
-                var candidate = registry
-                try candidate.register(types, library: file)
-                registry = candidate
+                try registry.register(types, library: file)   // all of the library's plugins, or none
                 seen[file.path] = (identity, types)
             } catch {
                 report(file, "\(error)")
