@@ -6,7 +6,7 @@ import KeelCore
 /// keel loads plugins from. README "Writing a method plugin".
 struct PluginCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "plugin", abstract: "Create (new) and install (install) custom method plugins, loaded by keel at run time.",
+        commandName: "plugin", abstract: "Create, check and install custom method plugins, which keel loads at run time.",
         subcommands: [PluginNewCommand.self, PluginInstallCommand.self, PluginCheckCommand.self])
 }
 
