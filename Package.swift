@@ -27,6 +27,10 @@ let package = Package(
     products: [
         .executable(name: "keel", targets: ["KeelCLI"]),
         .library(name: "KeelCore", targets: ["KeelCore"]),
+        // Keel's plugin API as a shared library: custom method plugins' tests link it (README "Writing a
+        // method plugin"). Plugin libraries themselves link no copy of Keel; `keel` exports its own symbols
+        // (below) so that a loaded plugin binds to keel's one copy of KeelCore's type metadata.
+        .library(name: "KeelPluginAPI", type: .dynamic, targets: ["KeelCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -55,7 +59,9 @@ let package = Package(
                 "KeelCore",
                 "KeelDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ] + methodPlugins.map { .target(name: $0) }),
+            ] + methodPlugins.map { .target(name: $0) },
+            // Exports every symbol of the executable (KeelCore's included) to plugin libraries it dlopens.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
 
         .testTarget(name: "KeelRuntimeTests", dependencies: ["KeelRuntime"]),
         .testTarget(name: "KeelModelsTests", dependencies: ["KeelModels"]),

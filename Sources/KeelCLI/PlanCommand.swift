@@ -10,12 +10,14 @@ struct PlanCommand: ParsableCommand {
     @Argument(help: "A recipe file (YAML).")
     var file: String
 
+    @OptionGroup var varDirectory: VarDirectoryOption
+
     @Flag(help: "Also run the data nodes and report what each produced, skipped and flagged.")
     var data = false
 
     func run() throws {
         let graph: PluginGraph
-        do { graph = try RecipeLoader(registry: keelPluginRegistry()).load(URL(fileURLWithPath: file), displayName: file) } catch let errors as RecipeErrors {
+        do { graph = try RecipeLoader(registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout)).load(URL(fileURLWithPath: file), displayName: file) } catch let errors as RecipeErrors {
             printError(errors.description)
             throw ExitCode.failure
         }

@@ -53,10 +53,10 @@ final class MethodRecipeTests: XCTestCase {
         XCTAssertTrue(registry.names(of: .data).contains("deft"))
     }
 
-    /// docs/plugins.md is `keel plugins --markdown`, regenerated whenever a declaration changes.
+    /// docs/plugins.md is `keel plugins --builtin-only --markdown`, regenerated whenever a declaration changes.
     func testPluginDocsAreCurrent() throws {
         let docs = try String(contentsOf: Self.root.appendingPathComponent("docs/plugins.md"), encoding: .utf8)
-        XCTAssertEqual(docs, keelPluginRegistry().markdown() + "\n", "regenerate: swift run keel plugins --markdown > docs/plugins.md")
+        XCTAssertEqual(docs, keelPluginRegistry().markdown() + "\n", "regenerate: swift run keel plugins --builtin-only --markdown > docs/plugins.md")
     }
 
     /// Every example recipe validates (the `keel validate` path) next to a small data file, and builds
