@@ -82,6 +82,53 @@ public final class LlamaModel {
         }
     }
 
+    /// From one forward: [N] log π(targets[n] | tokens[..n]) and [N] E[n] = Σ_v π(v | tokens[..n])·q[v],
+    /// the expectation of the constant vector q [V] under the same next-token distribution, at the same
+    /// (non-ignored target) positions; both 0 elsewhere and both differentiable with respect to
+    /// `parameters` (DEFT's guidance term trains through E while the preference loss trains through the
+    /// log-probs, so the model runs, and backpropagates, once).
+    public func targetLogProbsAndExpectations(_ batch: SequenceBatch, vector q: [Float]) -> (logProbs: Tensor, expectations: Tensor) {
+        precondition(q.count == config.vocab, "expectation vector of \(q.count) values for a vocabulary of \(config.vocab)")
+        let recording = Tensor.isGradEnabled && parameters.entries.contains { $0.tensor.requiresGrad }
+        let N = batch.rows * batch.length, C = config.hidden, V = config.vocab
+        let forward = self.forward(tokens: batch.tokens, B: batch.rows, T: batch.length, saveActivations: recording)
+        // Rows 0 and 1 of one output: the autodiff node returns a single tensor.
+        let both = Tensor(zeros: [2, N])
+        let lse = Tensor(uninitialized: [N]), expectationLSE = Tensor(uninitialized: [N])
+        let targets = batch.targets
+        targets.withUnsafeBufferPointer { t in
+            lmHeadLogProbForward(both.pointer, lse.pointer, forward.output.pointer, lmHead.pointer, t.baseAddress!, N: N, C: C, V: V)
+            softmaxExpectationForward(both.pointer + N, expectationLSE.pointer, forward.output.pointer, lmHead.pointer, q,
+                                      t.baseAddress!, N: N, C: C, V: V)
+        }
+        func split(_ t: Tensor) -> (Tensor, Tensor) { (t.rows(0..<1).reshaped([N]), t.rows(1..<2).reshaped([N])) }
+        guard recording else { return split(both) }
+        let expectations = Tensor(shape: [N], storage: both.storage, offset: both.offset + N)
+        let recorded = Tensor.record(op: "llama", inputs: parameters.entries.map(\.tensor), output: both) { [self] g in
+            let dlogp = Tensor(shape: [N], storage: g.storage, offset: g.offset)
+            let dE = Tensor(shape: [N], storage: g.storage, offset: g.offset + N)
+            return backward(forward, dlogp: dlogp, lse: lse, targets: targets,
+                            expectation: ExpectationGradient(q: q, dE: dE, E: expectations, lse: expectationLSE))
+        }
+        return split(recorded)
+    }
+
+    /// [N] E[n] = Σ_v π(v | tokens[..n])·q[v] at the non-ignored target positions (0 elsewhere), without
+    /// a graph: the no-grad half of `targetLogProbsAndExpectations` (DEFT's filter scores with it).
+    public func targetExpectations(_ batch: SequenceBatch, vector q: [Float]) -> Tensor {
+        precondition(q.count == config.vocab, "expectation vector of \(q.count) values for a vocabulary of \(config.vocab)")
+        return withNoGrad {
+            let N = batch.rows * batch.length
+            let forward = self.forward(tokens: batch.tokens, B: batch.rows, T: batch.length, saveActivations: false)
+            let expectations = Tensor(uninitialized: [N]), lse = Tensor(uninitialized: [N])
+            batch.targets.withUnsafeBufferPointer { t in
+                softmaxExpectationForward(expectations.pointer, lse.pointer, forward.output.pointer, lmHead.pointer, q,
+                                          t.baseAddress!, N: N, C: config.hidden, V: config.vocab)
+            }
+            return expectations
+        }
+    }
+
     /// [B] Σ over each row's completion tokens of log π(token | prefix), and the token counts: the
     /// quantity every preference loss starts from.
     public func sequenceLogProbs(_ batch: SequenceBatch) -> (logProbs: Tensor, tokenCounts: [Int]) {
@@ -178,11 +225,12 @@ public final class LlamaModel {
             gate: gate, up: Tensor(uninitialized: [N, F]), product: forBackward ? Tensor(uninitialized: [N, F]) : gate)
     }
 
-    /// One decoder layer over B×T rows at positions positionOffset + t; returns the residual stream
-    /// leaving it [N,C]. `attend` fills `a.attention` from the rotated `a.q`, `a.k`, `a.v` (the causal
-    /// kernel during training, the KV cache during generation).
+    /// One decoder layer over B×T rows at positions positionOffset + t (or, with `rowPositions` and T = 1,
+    /// row b at position rowPositions[b]: batched decoding of sequences of different lengths); returns the
+    /// residual stream leaving it [N,C]. `attend` fills `a.attention` from the rotated `a.q`, `a.k`, `a.v`
+    /// (the causal kernel during training, the KV cache during generation).
     func layerForward(_ w: LayerWeights, _ a: LayerActivations, B: Int, T: Int, positionOffset: Int,
-                      attend: (LayerActivations) -> Void) -> Tensor {
+                      rowPositions: [Int]? = nil, attend: (LayerActivations) -> Void) -> Tensor {
         let N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads, D = config.headDim
         let F = config.intermediate, QD = NH * D, KVD = NKV * D
         let x = a.input
@@ -191,8 +239,16 @@ public final class LlamaModel {
         matmulForward(a.q.pointer, a.norm1.pointer, w.qProj.pointer, N: N, C: C, OC: QD)
         matmulForward(a.k.pointer, a.norm1.pointer, w.kProj.pointer, N: N, C: C, OC: KVD)
         matmulForward(a.v.pointer, a.norm1.pointer, w.vProj.pointer, N: N, C: C, OC: KVD)
-        ropeForward(a.q.pointer, rope, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset)
-        ropeForward(a.k.pointer, rope, B: B, T: T, NH: NKV, D: D, positionOffset: positionOffset)
+        if let rowPositions {
+            precondition(T == 1 && rowPositions.count == B, "layerForward: rowPositions need T = 1 and one position per row")
+            for (b, position) in rowPositions.enumerated() {
+                ropeForward(a.q.pointer + b * QD, rope, B: 1, T: 1, NH: NH, D: D, positionOffset: position)
+                ropeForward(a.k.pointer + b * KVD, rope, B: 1, T: 1, NH: NKV, D: D, positionOffset: position)
+            }
+        } else {
+            ropeForward(a.q.pointer, rope, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset)
+            ropeForward(a.k.pointer, rope, B: B, T: T, NH: NKV, D: D, positionOffset: positionOffset)
+        }
         attend(a)
         matmulForward(a.mid.pointer, a.attention.pointer, w.oProj.pointer, N: N, C: QD, OC: C)
         add(a.mid.pointer, x.pointer, count: N * C)
@@ -210,7 +266,14 @@ public final class LlamaModel {
     // MARK: Backward
 
     /// dL/d(parameter) for every entry of `parameters` (nil for frozen ones), given dL/d(logp) [N].
-    private func backward(_ f: ForwardState, dlogp: Tensor, lse: Tensor, targets: [Int32]) -> [Tensor?] {
+    /// What the backward of an expectation output needs: q [V], dL/dE [N], and the forward's E [N], lse [N].
+    struct ExpectationGradient {
+        let q: [Float]
+        let dE: Tensor, E: Tensor, lse: Tensor
+    }
+
+    private func backward(_ f: ForwardState, dlogp: Tensor, lse: Tensor, targets: [Int32],
+                          expectation: ExpectationGradient? = nil) -> [Tensor?] {
         let B = f.B, T = f.T, N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads
         let D = config.headDim, F = config.intermediate, QD = NH * D, KVD = NKV * D
         var grads: [ObjectIdentifier: Tensor] = [:]
@@ -232,6 +295,11 @@ public final class LlamaModel {
         targets.withUnsafeBufferPointer { t in
             lmHeadLogProbBackward(doutput.pointer, grad(lmHead, accumulates: true), dlogp.pointer, f.output.pointer,
                                   lmHead.pointer, t.baseAddress!, lse.pointer, N: N, C: C, V: config.vocab)
+            if let e = expectation {
+                softmaxExpectationBackward(doutput.pointer, grad(lmHead, accumulates: true), e.dE.pointer, f.output.pointer,
+                                           lmHead.pointer, e.q, t.baseAddress!, e.E.pointer, e.lse.pointer,
+                                           N: N, C: C, V: config.vocab)
+            }
         }
         rmsnormBackward(dx.pointer, norm(finalNorm), doutput.pointer, f.final.pointer, finalNorm.pointer,
                         f.finalRstd.pointer, N: N, C: C)
