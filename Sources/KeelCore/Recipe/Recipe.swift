@@ -63,6 +63,9 @@ public struct TrainingConfig: Equatable {
     public let checkpointEvery: Int
     public let keepCheckpoints: Int
     public let logEvery: Int
+    /// Held-out prompts answered greedily at step 0 and at the end (0 = none).
+    public let evalGenerations: Int
+    public let evalMaxNewTokens: Int
 
     public init(_ o: ResolvedOptions) {
         steps = o.int("steps")
@@ -75,6 +78,8 @@ public struct TrainingConfig: Equatable {
         checkpointEvery = o.int("checkpoint_every") ?? 0
         keepCheckpoints = o.int("keep_checkpoints") ?? 1
         logEvery = o.int("log_every") ?? 1
+        evalGenerations = o.int("eval_generations") ?? 0
+        evalMaxNewTokens = o.int("eval_max_new_tokens") ?? 64
     }
 }
 
@@ -168,6 +173,9 @@ public enum RecipeSchema {
         .int("checkpoint_every", 0, in: .nonNegative, "checkpoint every N steps; 0 = only at the end"),
         .int("keep_checkpoints", 2, in: .atLeast(1), "most recent checkpoints kept on disk"),
         .int("log_every", 1, in: .atLeast(1), "record metrics every N steps"),
+        .int("eval_generations", 0, in: .nonNegative,
+             "answer this many held-out prompts greedily at step 0 and at the end, scored by the reward plugin; 0 = never (needs a split in data)"),
+        .int("eval_max_new_tokens", 64, in: .atLeast(1), "longest answer of eval_generations, in tokens"),
     ]
 
     public static let output: [OptionSpec] = [
