@@ -46,11 +46,12 @@ final class MethodRecipeTests: XCTestCase {
 
     func testRegistryHoldsTheMethodPlugins() {
         let registry = keelPluginRegistry()
-        XCTAssertEqual(registry.names(of: .loss), ["dpo", "sft", "simpo", "var"])
+        XCTAssertEqual(registry.names(of: .loss), ["deft-guidance", "dpo", "sft", "simpo", "var"])
         XCTAssertEqual(registry.names(of: .reward), ["exact-answer-reward", "keyword-reward", "length-reward"])
         XCTAssertEqual(registry.names(of: .scheduler), ["ref-sync"])
         XCTAssertTrue(registry.names(of: .data).contains("poet"))
         XCTAssertTrue(registry.names(of: .data).contains("deft"))
+        XCTAssertTrue(registry.names(of: .data).contains("generate-pairs"))
     }
 
     /// docs/plugins.md is `keel plugins --markdown`, regenerated whenever a declaration changes.
@@ -69,7 +70,7 @@ final class MethodRecipeTests: XCTestCase {
             "rpo.yaml": (["dpo", "sft"], true, [], false),
             "tr-dpo-soft.yaml": (["dpo"], true, ["ref-sync"], false), "tr-dpo-hard.yaml": (["dpo"], true, ["ref-sync"], false),
             "dpo-poet.yaml": (["dpo"], true, [], true), "simpo-poet.yaml": (["simpo"], false, [], true),
-            "tiny-dpo.yaml": (["dpo"], true, [], false),
+            "tiny-dpo.yaml": (["dpo"], true, [], false), "deft-dpo.yaml": (["dpo", "deft-guidance"], true, [], false),
         ]
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.examples.path).filter { $0.hasSuffix(".yaml") }
         XCTAssertEqual(Set(files), Set(expected.keys))
