@@ -54,6 +54,22 @@ final class MethodRecipeTests: XCTestCase {
         XCTAssertTrue(registry.names(of: .data).contains("generate-pairs"))
     }
 
+    /// The recipes the main job runs (the top of recipes/) validate with the real plugins; the default one
+    /// generates its pairs from the real model with a rule reward and answers held-out prompts before and after.
+    func testMainJobRecipesValidate() throws {
+        let registry = keelPluginRegistry()
+        let top = try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("recipes").path)
+            .filter { $0.hasSuffix(".yaml") && !$0.hasPrefix(".") }
+        XCTAssertEqual(Set(top), ["smollm2-concise.yaml", "tiny-dpo.yaml"])
+        for file in top { _ = try RecipeLoader(registry: registry).load(Self.root.appendingPathComponent("recipes/\(file)")) }
+        let recipe = try RecipeLoader(registry: registry).load(Self.root.appendingPathComponent("recipes/smollm2-concise.yaml")).recipe
+        XCTAssertEqual(recipe.data.map(\.name), ["generate-pairs", "split"])
+        XCTAssertEqual(recipe.reward?.name, "length-reward")
+        XCTAssertEqual(recipe.loss.map(\.name), ["dpo"])
+        XCTAssertGreaterThan(recipe.trainingConfig.evalGenerations, 0)
+        guard case .gguf = recipe.model else { return XCTFail("expected the real SmolLM2 model") }
+    }
+
     /// docs/plugins.md is `keel plugins --markdown`, regenerated whenever a declaration changes.
     func testPluginDocsAreCurrent() throws {
         let docs = try String(contentsOf: Self.root.appendingPathComponent("docs/plugins.md"), encoding: .utf8)
