@@ -262,8 +262,18 @@ public struct TokenSampler {
         let probabilities = values.map { Foundation.exp((Double($0) - maxLogit) * inverseTemperature) }
         var candidates = Array(probabilities.indices)
         if options.topP < 1 {
-            candidates.sort { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
             let total = probabilities.reduce(0, +), threshold = Double(options.topP) * total
+            // Sorting the whole vocabulary for every token dominated batched sampling. The nucleus is a
+            // prefix of the sorted order, so it lies within any set of the most likely tokens whose mass
+            // reaches the threshold: keep those at or above a floor (lowered until they do), sort only them.
+            var floor = 1e-4
+            while floor > 0 {
+                let above = candidates.filter { probabilities[$0] >= floor }
+                // The margin keeps summation order from mattering: short of it, the floor drops further.
+                if above.reduce(0.0, { $0 + probabilities[$1] }) >= threshold * (1 + 1e-9) { candidates = above; break }
+                floor = floor > 1e-300 ? floor * 1e-4 : 0
+            }
+            candidates.sort { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
             var cumulative = 0.0, kept = 0
             while kept < candidates.count {
                 cumulative += probabilities[candidates[kept]]
