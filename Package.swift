@@ -19,7 +19,7 @@ let kernelSettings: [SwiftSetting] = [
 /// Method plugins: one folder per method, Plugins/<Method>/<Method>.swift, each a target depending only on
 /// KeelCore, with its parity tests beside it in Plugins/<Method>/Tests (test target <Method>Tests).
 /// The keel executable depends on every one; Sources/KeelCLI/PluginsCommand.swift registers their types.
-let methodPlugins: [String] = ["DPO", "SimPO", "SFT", "RefSync", "POET", "RuleRewards", "VAR", "DEFT"]
+let methodPlugins: [String] = ["DPO", "SimPO", "SFT", "RefSync", "POET", "RuleRewards", "VAR", "DEFT", "GeneratePairs"]
 
 let package = Package(
     name: "Keel",
@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "KeelCoreTests", dependencies: ["KeelCore"]),
         .testTarget(name: "KeelDaemonTests", dependencies: ["KeelDaemon"]),
         // The `keel` registry with every method plugin: example recipes and graph rules on real declarations.
-        .testTarget(name: "KeelCLITests", dependencies: ["KeelCLI", "KeelCore", "DPO"]),
+        .testTarget(name: "KeelCLITests", dependencies: ["KeelCLI", "KeelCore", "DPO", "DEFT", "GeneratePairs"]),
     ] + methodPlugins.flatMap { name -> [Target] in [
         .target(name: name, dependencies: ["KeelCore"], path: "Plugins/\(name)", exclude: ["Tests"],
                 swiftSettings: kernelSettings),

@@ -23,6 +23,11 @@ struct PlanCommand: ParsableCommand {
         }
         print(graph.planText())
         guard data else { return }
+        if let node = graph.recipe.data.first(where: { $0.type is any PolicySampledSource.Type }) {
+            print("data: not run: \(node.label) samples its examples from the model when a run starts, "
+                  + "and planning does not load the model")
+            return
+        }
         do {
             let dataset = try graph.instantiate().loadData(seed: graph.recipe.trainingConfig.seed)
             print("data: \(dataset.train.count) training, \(dataset.eval.count) evaluation examples")

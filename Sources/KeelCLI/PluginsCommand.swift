@@ -2,6 +2,7 @@ import ArgumentParser
 import DEFT
 import Foundation
 import DPO
+import GeneratePairs
 import KeelCore
 import POET
 import RefSync
@@ -14,7 +15,8 @@ import VAR
 /// cannot import plugin targets, so the executable that links them registers them.
 let methodPluginTypes: [any KeelPlugin.Type] = [
     DPOLoss.self, SimPOLoss.self, SFTLoss.self, ReferenceSyncScheduler.self, POETTransform.self,
-    LengthReward.self, KeywordReward.self, ExactAnswerReward.self, VARLoss.self, DEFTFilter.self,
+    LengthReward.self, KeywordReward.self, ExactAnswerReward.self, VARLoss.self, DEFTFilter.self, DEFTGuidanceLoss.self,
+    GeneratePairsSource.self,
 ]
 
 /// The plugins this `keel` knows: Keel's built-ins, then the method plugins.

@@ -72,6 +72,59 @@ public final class LlamaModel {
                               rows: rows, outputs: rows.indices, outputCount: N)
     }
 
+    /// From one forward: [N] log π(targets[n] | tokens[..n]) and [N] E[n] = Σ_v π(v | tokens[..n])·q[v],
+    /// the expectation of the constant vector q [V] under the same next-token distribution, at the same
+    /// (non-ignored target) positions; both 0 elsewhere and both differentiable with respect to
+    /// `parameters` (DEFT's guidance term trains through E while the preference loss trains through the
+    /// log-probs, so the model runs, and backpropagates, once).
+    public func targetLogProbsAndExpectations(_ batch: SequenceBatch, vector q: [Float]) -> (logProbs: Tensor, expectations: Tensor) {
+        precondition(q.count == config.vocab, "expectation vector of \(q.count) values for a vocabulary of \(config.vocab)")
+        let recording = Tensor.isGradEnabled && parameters.entries.contains { $0.tensor.requiresGrad }
+        let N = batch.rows * batch.length, C = config.hidden, V = config.vocab
+        let forward = self.forward(ModelInput(tokens: batch.tokens, B: batch.rows, T: batch.length, layout: nil),
+                                   saveActivations: recording)
+        let targets = batch.targets
+        let rows = targets.withUnsafeBufferPointer { LMHeadRows($0.baseAddress!, N: N, V: V) }
+        let M = rows.count
+        // Rows 0 and 1 of one output: the autodiff node returns a single tensor.
+        let both = Tensor(zeros: [2, N])
+        let logp = Tensor(uninitialized: [M]), lse = Tensor(uninitialized: [M]), expectationLSE = Tensor(uninitialized: [N])
+        lmHeadLogProbForward(logp.pointer, lse.pointer, forward.output.pointer, lmHead.pointer, rows: rows, C: C, V: V)
+        for (m, n) in rows.indices.enumerated() { both.pointer[n] = logp.pointer[m] }
+        targets.withUnsafeBufferPointer { t in
+            softmaxExpectationForward(both.pointer + N, expectationLSE.pointer, forward.output.pointer, lmHead.pointer, q,
+                                      t.baseAddress!, N: N, C: C, V: V)
+        }
+        func split(_ t: Tensor) -> (Tensor, Tensor) { (t.rows(0..<1).reshaped([N]), t.rows(1..<2).reshaped([N])) }
+        guard recording else { return split(both) }
+        let expectations = Tensor(shape: [N], storage: both.storage, offset: both.offset + N)
+        let recorded = Tensor.record(op: "llama", inputs: parameters.entries.map(\.tensor), output: both) { [self] g in
+            let dlogp = Tensor(uninitialized: [M])
+            for (m, n) in rows.indices.enumerated() { dlogp.pointer[m] = g.pointer[n] }
+            let dE = Tensor(shape: [N], storage: g.storage, offset: g.offset + N)
+            return backward(forward, rows: rows, dlogp: dlogp, lse: lse,
+                            expectation: ExpectationGradient(q: q, targets: targets, dE: dE, E: expectations, lse: expectationLSE))
+        }
+        return split(recorded)
+    }
+
+    /// [N] E[n] = Σ_v π(v | tokens[..n])·q[v] at the non-ignored target positions (0 elsewhere), without
+    /// a graph: the no-grad half of `targetLogProbsAndExpectations` (DEFT's filter scores with it).
+    public func targetExpectations(_ batch: SequenceBatch, vector q: [Float]) -> Tensor {
+        precondition(q.count == config.vocab, "expectation vector of \(q.count) values for a vocabulary of \(config.vocab)")
+        return withNoGrad {
+            let N = batch.rows * batch.length
+            let forward = self.forward(ModelInput(tokens: batch.tokens, B: batch.rows, T: batch.length, layout: nil),
+                                       saveActivations: false)
+            let expectations = Tensor(uninitialized: [N]), lse = Tensor(uninitialized: [N])
+            batch.targets.withUnsafeBufferPointer { t in
+                softmaxExpectationForward(expectations.pointer, lse.pointer, forward.output.pointer, lmHead.pointer, q,
+                                          t.baseAddress!, N: N, C: config.hidden, V: config.vocab)
+            }
+            return expectations
+        }
+    }
+
     /// [B] Σ over each row's completion tokens of log π(token | prefix), and the token counts: the
     /// quantity every preference loss starts from.
     public func sequenceLogProbs(_ batch: SequenceBatch) -> (logProbs: Tensor, tokenCounts: [Int]) {
@@ -238,9 +291,19 @@ public final class LlamaModel {
 
     // MARK: Backward
 
+    /// What the backward of an expectation output needs: q [V], the per-position targets [N], dL/dE [N],
+    /// and the forward's E [N], lse [N].
+    struct ExpectationGradient {
+        let q: [Float]
+        let targets: [Int32]
+        let dE: Tensor, E: Tensor, lse: Tensor
+    }
+
     /// dL/d(parameter) for every entry of `parameters` (nil for frozen ones), given dL/d(logp) [M] of
-    /// the scored rows.
-    private func backward(_ f: ForwardState, rows: LMHeadRows, dlogp: Tensor, lse: Tensor) -> [Tensor?] {
+    /// the scored rows (and dL/dE of an expectation output, when there is one).
+
+    private func backward(_ f: ForwardState, rows: LMHeadRows, dlogp: Tensor, lse: Tensor,
+                          expectation: ExpectationGradient? = nil) -> [Tensor?] {
         let B = f.input.B, T = f.input.T, N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads
         let D = config.headDim, F = config.intermediate, QD = NH * D, KVD = NKV * D
         var grads: [ObjectIdentifier: Tensor] = [:]
@@ -261,6 +324,13 @@ public final class LlamaModel {
         let doutput = Tensor(zeros: [N, C]), dx = Tensor(zeros: [N, C])
         lmHeadLogProbBackward(doutput.pointer, grad(lmHead, accumulates: true), dlogp.pointer, f.output.pointer,
                               lmHead.pointer, rows: rows, lse: lse.pointer, C: C, V: config.vocab)
+        if let e = expectation {
+            e.targets.withUnsafeBufferPointer { t in
+                softmaxExpectationBackward(doutput.pointer, grad(lmHead, accumulates: true), e.dE.pointer, f.output.pointer,
+                                           lmHead.pointer, e.q, t.baseAddress!, e.E.pointer, e.lse.pointer,
+                                           N: N, C: C, V: config.vocab)
+            }
+        }
         let positions = f.input.layout?.positions, keyMask = f.input.layout?.keyMask
         rmsnormBackward(dx.pointer, norm(finalNorm), doutput.pointer, f.final.pointer, finalNorm.pointer,
                         f.finalRstd.pointer, N: N, C: C)
