@@ -78,8 +78,36 @@ public final class LlamaModel {
         }
         guard recording else { return logp }
         return Tensor.record(op: "llama", inputs: parameters.entries.map(\.tensor), output: logp) { [self] dlogp in
-            backward(forward, dlogp: dlogp, lse: lse, targets: targets)
+            backward(forward) { doutput, gradient in
+                targets.withUnsafeBufferPointer { t in
+                    lmHeadLogProbBackward(doutput.pointer, gradient(lmHead), dlogp.pointer, forward.output.pointer,
+                                          lmHead.pointer, t.baseAddress!, lse.pointer, N: N, C: config.hidden, V: config.vocab)
+                }
+            }
         }
+    }
+
+    /// [R, C] the backbone's final hidden states (after the final RMSNorm: HF's `last_hidden_state`, what
+    /// `LlamaForSequenceClassification`'s score head reads) at the flattened [B·T] positions `rows`.
+    /// Differentiable with respect to `parameters`; the LM head is never evaluated, so a reward model
+    /// pays neither its V×C product nor its log-softmax.
+    public func hiddenStates(_ batch: SequenceBatch, rows: [Int]) -> Tensor {
+        let recording = Tensor.isGradEnabled && parameters.entries.contains { $0.tensor.requiresGrad }
+        let N = batch.rows * batch.length, C = config.hidden
+        precondition(rows.allSatisfy { (0..<N).contains($0) }, "LlamaModel.hiddenStates: a row is outside the batch's \(N) positions")
+        let forward = self.forward(tokens: batch.tokens, B: batch.rows, T: batch.length, saveActivations: recording)
+        let hidden = Tensor(uninitialized: [rows.count, C])
+        gatherRowsForward(hidden.pointer, forward.output.pointer, rows: rows, C: C)
+        guard recording else { return hidden }
+        return Tensor.record(op: "llama.hidden", inputs: parameters.entries.map(\.tensor), output: hidden) { [self] dhidden in
+            backward(forward) { doutput, _ in gatherRowsBackward(doutput.pointer, dhidden.pointer, rows: rows, C: C) }
+        }
+    }
+
+    /// [B, C] the final hidden state at each row's last real token (for a pair batch: the last
+    /// completion token, the EOS the trainer appends unless truncation cut it).
+    public func lastHiddenStates(_ batch: SequenceBatch) -> Tensor {
+        hiddenStates(batch, rows: batch.lastPositions)
     }
 
     /// [B] Σ over each row's completion tokens of log π(token | prefix), and the token counts: the
@@ -91,7 +119,7 @@ public final class LlamaModel {
 
     /// Logits [R, V] of the last real position of each row.
     public func lastLogits(_ batch: SequenceBatch) -> Tensor {
-        logits(batch, rows: batch.sequenceLengths.enumerated().map { $0.offset * batch.length + $0.element - 1 })
+        logits(batch, rows: batch.lastPositions)
     }
 
     /// Logits [B·T, V] of every position, as HF's forward returns them (evaluation, benchmarks); the
@@ -209,8 +237,11 @@ public final class LlamaModel {
 
     // MARK: Backward
 
-    /// dL/d(parameter) for every entry of `parameters` (nil for frozen ones), given dL/d(logp) [N].
-    private func backward(_ f: ForwardState, dlogp: Tensor, lse: Tensor, targets: [Int32]) -> [Tensor?] {
+    /// dL/d(parameter) for every entry of `parameters` (nil for frozen ones). `head` writes dL/d(output)
+    /// [N,C] (the final norm's output, zero-filled beforehand) from whatever read it — the LM head's
+    /// log-probs, or gathered hidden rows — and may ask for a head weight's gradient buffer.
+    private func backward(_ f: ForwardState,
+                          head: (_ doutput: Tensor, _ gradient: (Tensor) -> UnsafeMutablePointer<Float>?) -> Void) -> [Tensor?] {
         let B = f.B, T = f.T, N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads
         let D = config.headDim, F = config.intermediate, QD = NH * D, KVD = NKV * D
         var grads: [ObjectIdentifier: Tensor] = [:]
@@ -227,12 +258,9 @@ public final class LlamaModel {
         func norm(_ p: Tensor) -> UnsafeMutablePointer<Float>? { grad(p, accumulates: true) }
         func matrix(_ p: Tensor) -> UnsafeMutablePointer<Float>? { grad(p, accumulates: false) }
 
-        // LM head and final norm. dx is the gradient of the residual stream, carried down the layers.
+        // Head and final norm. dx is the gradient of the residual stream, carried down the layers.
         let doutput = Tensor(zeros: [N, C]), dx = Tensor(zeros: [N, C])
-        targets.withUnsafeBufferPointer { t in
-            lmHeadLogProbBackward(doutput.pointer, grad(lmHead, accumulates: true), dlogp.pointer, f.output.pointer,
-                                  lmHead.pointer, t.baseAddress!, lse.pointer, N: N, C: C, V: config.vocab)
-        }
+        head(doutput) { grad($0, accumulates: true) }
         rmsnormBackward(dx.pointer, norm(finalNorm), doutput.pointer, f.final.pointer, finalNorm.pointer,
                         f.finalRstd.pointer, N: N, C: C)
 
@@ -310,4 +338,16 @@ func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int
 
 private func zero(_ tensors: Tensor...) {
     for t in tensors { t.pointer.update(repeating: 0, count: t.count) }
+}
+
+/// out [R,C] = inp [N,C] at rows (R = rows.count): the rows a head reads.
+func gatherRowsForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: [Int], C: Int) {
+    for (r, n) in rows.enumerated() { (out + r * C).update(from: inp + n * C, count: C) }
+}
+
+/// dinp [N,C] at rows += dout [R,C]; a row listed twice receives both gradients.
+func gatherRowsBackward(_ dinp: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>, rows: [Int], C: Int) {
+    for (r, n) in rows.enumerated() {
+        for c in 0..<C { dinp[n * C + c] += dout[r * C + c] }
+    }
 }
