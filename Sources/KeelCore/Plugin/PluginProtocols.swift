@@ -188,8 +188,28 @@ public enum RewardScores {
     case single([Double])
 }
 
+/// A scalar head's value r(x, y) per sequence (capability `.rewardHead`), rows as in `LossBatch`; part
+/// of the autodiff graph (through the head and the backbone).
+public enum HeadScores {
+    case paired(chosen: Tensor, rejected: Tensor)
+    case single(Tensor, labels: [Float]?)
+}
+
 public struct LossInput {
-    public var policy: LossBatch
+    /// The policy's sequence log-probs. Absent when every loss of the recipe reads only `rewardHead`
+    /// (the trainer then skips the LM head); reading it then throws, naming the reason.
+    public var policy: LossBatch {
+        get throws {
+            guard let policyScores else {
+                throw PluginInputError("the batch has no policy log-probs: every loss of the recipe declares `reward-head`, "
+                                     + "so the trainer does not compute them")
+            }
+            return policyScores
+        }
+    }
+    public var policyScores: LossBatch?
+    /// Present iff some loss declares `.rewardHead`.
+    public var rewardHead: HeadScores?
     /// Present iff some plugin of the graph declares `.needsReference`.
     public var reference: LossBatch?
     /// Present iff some loss declares `.needsRewards` (the graph guarantees a reward plugin).
@@ -197,9 +217,10 @@ public struct LossInput {
     /// Current values of scheduled hyper-parameters (e.g. `beta`), set by schedulers.
     public var hyperparameters: [String: Double]
 
-    public init(policy: LossBatch, reference: LossBatch? = nil, rewards: RewardScores? = nil,
-                hyperparameters: [String: Double] = [:]) {
-        self.policy = policy
+    public init(policy: LossBatch?, reference: LossBatch? = nil, rewards: RewardScores? = nil,
+                rewardHead: HeadScores? = nil, hyperparameters: [String: Double] = [:]) {
+        policyScores = policy
+        self.rewardHead = rewardHead
         self.reference = reference
         self.rewards = rewards
         self.hyperparameters = hyperparameters

@@ -73,6 +73,22 @@ public struct PairTokenizer {
         return TokenizedPair(id: pair.id, prompt: c.prompt, chosen: c.completion + [eosID], rejected: r.completion + [eosID])
     }
 
+    /// One response to a prompt as the trainer scores a completion (reward plugins that read a model):
+    /// prompt + response tokenised jointly, EOS appended, cut to `maxLength` as `truncate` cuts a pair.
+    /// Where a BPE merge crosses the boundary (the trainer would skip such a pair) the two parts are
+    /// tokenised apart, so that any text, e.g. a sampled response, still gets a score.
+    public func sequence(prompt: String, response: String, maxLength: Int) -> PromptCompletionTokens {
+        let tokens = (try? tokenizer.encode(prompt: prompt, completion: response))
+            ?? PromptCompletionTokens(prompt: tokenizer.encode(prompt, allowSpecial: true),
+                                      completion: tokenizer.encode(response, allowSpecial: true))
+        var pair = TokenizedPair(id: "", prompt: tokens.prompt, chosen: tokens.completion + [eosID], rejected: [])
+        Self.truncate(&pair, maxLength: maxLength)
+        return PromptCompletionTokens(prompt: pair.prompt, completion: pair.chosen)
+    }
+
+    /// The id that pads a batch: the tokenizer's padding token, else EOS (right padding is never read).
+    public var padID: Int { tokenizer.paddingTokenID ?? eosID }
+
     /// (prompt, chosen, rejected) as the text the model reads.
     func texts(_ pair: PreferencePair) throws -> (String, String, String) {
         switch (pair.prompt, pair.chosen, pair.rejected) {
