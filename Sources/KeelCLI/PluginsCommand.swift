@@ -1,9 +1,11 @@
 import ArgumentParser
 import DEFT
 import DPO
+import ImplicitReward
 import KeelCore
 import POET
 import RefSync
+import RewardModel
 import RuleRewards
 import SFT
 import SimPO
@@ -14,6 +16,7 @@ import VAR
 let methodPluginTypes: [any KeelPlugin.Type] = [
     DPOLoss.self, SimPOLoss.self, SFTLoss.self, ReferenceSyncScheduler.self, POETTransform.self,
     LengthReward.self, KeywordReward.self, ExactAnswerReward.self, VARLoss.self, DEFTFilter.self,
+    RewardModelLoss.self, ModelReward.self, ImplicitReward.self,
 ]
 
 /// The plugins this `keel` knows: Keel's built-ins, then the method plugins.
