@@ -10,7 +10,7 @@ import KeelCore
 /// model it started from) and must share a vocabulary; the policy's tokenizer reads the text, which is
 /// tokenised as the trainer tokenises a completion (EOS appended, cut to `max_length`). β should be the
 /// β the policy was trained with, so that rewards are on the scale its loss saw.
-public final class ImplicitReward: RewardPlugin {
+public final class ImplicitReward: BatchedRewardPlugin {
     public enum Option {
         public static let policy = "policy"
         public static let reference = "reference"
@@ -58,14 +58,5 @@ public final class ImplicitReward: RewardPlugin {
             (policy.sequenceLogProbs(batch).logProbs.toArray(), reference.sequenceLogProbs(batch).logProbs.toArray())
         }
         return zip(policyLogps, referenceLogps).map { beta * (Double($0) - Double($1)) }
-    }
-
-    public func score(prompt: String, response: String) throws -> Double {
-        scores([(prompt, response)])[0]
-    }
-
-    public func scorePair(prompt: String, chosen: String, rejected: String) throws -> (chosen: Double, rejected: Double) {
-        let values = scores([(prompt, chosen), (prompt, rejected)])
-        return (values[0], values[1])
     }
 }

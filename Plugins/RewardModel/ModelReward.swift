@@ -7,7 +7,7 @@ import KeelCore
 /// `keel export` of one — read with its own tokenizer, so it may differ from the policy being trained.
 /// The response is tokenised after the prompt exactly as the trainer tokenises a completion (EOS
 /// appended, cut to `max_length`). Usable as the `reward:` of any recipe (e.g. with `var`).
-public final class ModelReward: RewardPlugin {
+public final class ModelReward: BatchedRewardPlugin {
     public enum Option {
         public static let path = "path"
         public static let maxLength = "max_length"
@@ -37,14 +37,5 @@ public final class ModelReward: RewardPlugin {
     public func scores(_ items: [(prompt: String, response: String)]) -> [Double] {
         let sequences = items.map { tokenizer.sequence(prompt: $0.prompt, response: $0.response, maxLength: maxLength) }
         return withNoGrad { model.rewards(SequenceBatch(sequences, padID: tokenizer.padID)) }.toArray().map(Double.init)
-    }
-
-    public func score(prompt: String, response: String) throws -> Double {
-        scores([(prompt, response)])[0]
-    }
-
-    public func scorePair(prompt: String, chosen: String, rejected: String) throws -> (chosen: Double, rejected: Double) {
-        let values = scores([(prompt, chosen), (prompt, rejected)])
-        return (values[0], values[1])
     }
 }

@@ -159,6 +159,24 @@ extension RewardPlugin {
     }
 }
 
+/// A reward that scores many responses in one go (e.g. one forward pass of a model); `score` and
+/// `scorePair` are that call on one or two responses.
+public protocol BatchedRewardPlugin: RewardPlugin {
+    /// One reward per item, in order.
+    func scores(_ items: [(prompt: String, response: String)]) throws -> [Double]
+}
+
+extension BatchedRewardPlugin {
+    public func score(prompt: String, response: String) throws -> Double {
+        try scores([(prompt, response)])[0]
+    }
+
+    public func scorePair(prompt: String, chosen: String, rejected: String) throws -> (chosen: Double, rejected: Double) {
+        let values = try scores([(prompt, chosen), (prompt, rejected)])
+        return (values[0], values[1])
+    }
+}
+
 // MARK: Loss
 
 /// Per-sequence scores of a batch of B sequences under one model.
