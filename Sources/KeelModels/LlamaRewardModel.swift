@@ -50,6 +50,25 @@ public final class LlamaRewardModel {
         backbone.lastHiddenStates(batch).matmul(score, transposeB: true).reshaped([batch.rows])
     }
 
+    /// The reward of each sequence (prompt + completion as given: append EOS beforehand to score as the
+    /// trainer does), in `sequences`' order, without gradients, in length-packed batches.
+    public func scoreSequences(_ sequences: [PromptCompletionTokens], padID: Int, tokenBudget: Int = 4096) -> [Double] {
+        var scores = [Double](repeating: 0, count: sequences.count)
+        for members in lengthPackedBatches(sequences, tokenBudget: tokenBudget) {
+            let values = withNoGrad { rewards(SequenceBatch(members.map { sequences[$0] }, padID: padID)) }.toArray()
+            for (row, index) in members.enumerated() { scores[index] = Double(values[row]) }
+        }
+        return scores
+    }
+
+    /// Whether `path` is a Hugging Face folder whose config.json names `LlamaForSequenceClassification`.
+    public static func isRewardModelFolder(_ path: String) -> Bool {
+        let url = URL(fileURLWithPath: path).appendingPathComponent(ModelWeights.configFileName)
+        guard let data = try? Data(contentsOf: url),
+              let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return false }
+        return (json["architectures"] as? [String])?.contains("LlamaForSequenceClassification") ?? false
+    }
+
     /// Writes the Hugging Face folder (see the type's documentation); `extraFiles` as in `ModelWeights.saveHuggingFace`.
     public func save(to directory: URL, extraFiles: [String: Data] = [:]) throws {
         try backbone.weights().saveHuggingFace(to: directory, extraFiles: extraFiles, scoreHead: score.detached())
