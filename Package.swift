@@ -19,7 +19,8 @@ let kernelSettings: [SwiftSetting] = [
 /// Method plugins: one folder per method, Plugins/<Method>/<Method>.swift, each a target depending only on
 /// KeelCore, with its parity tests beside it in Plugins/<Method>/Tests (test target <Method>Tests).
 /// The keel executable depends on every one; Sources/KeelCLI/PluginsCommand.swift registers their types.
-let methodPlugins: [String] = ["DPO", "SimPO", "SFT", "RefSync", "POET", "RuleRewards", "VAR", "DEFT", "GeneratePairs"]
+let methodPlugins: [String] = ["DPO", "SimPO", "SFT", "RefSync", "POET", "RuleRewards", "VAR", "DEFT", "GeneratePairs",
+                               "RewardModel", "ImplicitReward"]
 
 let package = Package(
     name: "Keel",

@@ -27,7 +27,7 @@ public final class SFTLoss: LossPlugin {
 
     public func loss(_ input: LossInput) throws -> LossOutput {
         let target: SequenceScores
-        switch input.policy {
+        switch try input.policy {
         case .paired(let chosen, _): target = chosen
         case .single(let scores, _): target = scores
         }

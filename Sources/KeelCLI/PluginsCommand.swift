@@ -3,9 +3,11 @@ import DEFT
 import Foundation
 import DPO
 import GeneratePairs
+import ImplicitReward
 import KeelCore
 import POET
 import RefSync
+import RewardModel
 import RuleRewards
 import SFT
 import SimPO
@@ -16,7 +18,7 @@ import VAR
 let methodPluginTypes: [any KeelPlugin.Type] = [
     DPOLoss.self, SimPOLoss.self, SFTLoss.self, ReferenceSyncScheduler.self, POETTransform.self,
     LengthReward.self, KeywordReward.self, ExactAnswerReward.self, VARLoss.self, DEFTFilter.self, DEFTGuidanceLoss.self,
-    GeneratePairsSource.self,
+    GeneratePairsSource.self, RewardModelLoss.self, ModelReward.self, ImplicitReward.self,
 ]
 
 /// The plugins this `keel` knows: Keel's built-ins, then the method plugins.

@@ -4,7 +4,8 @@ import KeelCore
 import KeelModels
 
 /// `keel score`: Σ log π(completion | prompt) of the chosen and rejected completion of every preference
-/// pair of a file, with their token counts (what DPO's implicit reward is built from).
+/// pair of a file, with their token counts (what DPO's implicit reward is built from). Given a reward
+/// model (the export of a `reward-model` run), each completion's reward instead, and the accuracy.
 struct ScoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "score",
@@ -13,7 +14,9 @@ struct ScoreCommand: ParsableCommand {
         Accepts Anthropic HH lines {"chosen", "rejected"} (prompt = shared prefix up to the last \
         "\\n\\nAssistant:") and TRL preference lines {prompt, chosen, rejected} (strings, or message lists \
         rendered with the model's ChatML template). Prompt and completion are tokenised jointly and no \
-        BOS/EOS is added.
+        BOS/EOS is added. Given a reward model folder (LlamaForSequenceClassification, e.g. the export/ of \
+        a reward-model run), it prints each completion's reward instead — EOS appended and cut to the \
+        model's positions, as the trainer scores them — and the share of pairs ranked right.
         """)
 
     enum PretokenizerChoice: String, ExpressibleByArgument, CaseIterable {
@@ -43,6 +46,7 @@ struct ScoreCommand: ParsableCommand {
     }
 
     func run() throws {
+        if LlamaRewardModel.isRewardModelFolder(model) { return try runRewardModel() }
         let (llama, tokenizer) = try ModelLoading.pretrained(at: model, ggufPretokenizer: pretokenizer == .gpt2 ? .gpt2 : nil)
         let pairs = try readPairs()
 
@@ -77,6 +81,46 @@ struct ScoreCommand: ParsableCommand {
             }
         }
         if scored.count < pairs.count { printError("\(pairs.count - scored.count) of \(pairs.count) pairs skipped") }
+    }
+
+    /// Rewards of each pair's completions under the reward model at `model`, and the accuracy.
+    private func runRewardModel() throws {
+        let rewardModel = try LlamaRewardModel(huggingFaceDirectory: URL(fileURLWithPath: model))
+        let pairTokenizer = try PairTokenizer(tokenizer: try BPETokenizer(huggingFaceDirectory: URL(fileURLWithPath: model)))
+        let maxLength = rewardModel.backbone.config.maxPositions
+        var scored: [PreferencePair] = []
+        var sequences: [PromptCompletionTokens] = []
+        for pair in try readPairs() {
+            do {
+                let (prompt, chosen, rejected) = try texts(of: pair, tokenizer: pairTokenizer.tokenizer)
+                sequences += [pairTokenizer.sequence(prompt: prompt, response: chosen, maxLength: maxLength),
+                              pairTokenizer.sequence(prompt: prompt, response: rejected, maxLength: maxLength)]
+                scored.append(pair)
+            } catch {
+                printError("\(pair.id): skipped: \(error)")
+            }
+        }
+        let rewards = rewardModel.scoreSequences(sequences, padID: pairTokenizer.padID)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var right = 0
+        for (index, pair) in scored.enumerated() {
+            let line = RewardLine(id: pair.id, chosenReward: rewards[2 * index], rejectedReward: rewards[2 * index + 1])
+            if line.chosenReward > line.rejectedReward { right += 1 }
+            if json {
+                print(String(decoding: try encoder.encode(line), as: UTF8.self))
+            } else {
+                print(String(format: "%@  chosen %.4f  rejected %.4f", line.id, line.chosenReward, line.rejectedReward))
+            }
+        }
+        guard !scored.isEmpty else { return }
+        printError(String(format: "accuracy %.4f (%d of %d pairs: chosen reward > rejected reward)",
+                          Double(right) / Double(scored.count), right, scored.count))
+    }
+
+    struct RewardLine: Encodable {
+        let id: String
+        let chosenReward: Double, rejectedReward: Double
     }
 
     struct ScoreLine: Encodable {

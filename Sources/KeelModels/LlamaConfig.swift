@@ -248,9 +248,10 @@ extension LlamaConfig {
 
     /// transformers' `config.json` for `LlamaForCausalLM` in float32, with every field it needs to
     /// rebuild this architecture (biases off, SiLU, no rope scaling), keys sorted for stable diffs.
-    public func huggingFaceJSON() throws -> Data {
+    /// `sequenceClassification`: a one-label `LlamaForSequenceClassification` (a reward model) instead.
+    public func huggingFaceJSON(sequenceClassification: Bool = false) throws -> Data {
         var json: [String: Any] = [
-            "architectures": ["LlamaForCausalLM"],
+            "architectures": [sequenceClassification ? "LlamaForSequenceClassification" : "LlamaForCausalLM"],
             "model_type": "llama",
             HFKey.layers: layers,
             HFKey.hidden: hidden,
@@ -277,6 +278,10 @@ extension LlamaConfig {
         json[HFKey.bos] = bosTokenId ?? NSNull()
         json[HFKey.eos] = eosTokenId ?? NSNull()
         json[HFKey.pad] = padTokenId ?? NSNull()
+        if sequenceClassification {
+            json["id2label"] = ["0": "LABEL_0"]
+            json["label2id"] = ["LABEL_0": 0]
+        }
         return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
     }
 }

@@ -102,8 +102,15 @@ public final class LlamaModel {
             let dlogp = Tensor(uninitialized: [M])
             for (m, n) in rows.indices.enumerated() { dlogp.pointer[m] = g.pointer[n] }
             let dE = Tensor(shape: [N], storage: g.storage, offset: g.offset + N)
-            return backward(forward, rows: rows, dlogp: dlogp, lse: lse,
-                            expectation: ExpectationGradient(q: q, targets: targets, dE: dE, E: expectations, lse: expectationLSE))
+            return backward(forward) { doutput, gradient in
+                lmHeadLogProbBackward(doutput.pointer, gradient(lmHead), dlogp.pointer, forward.output.pointer,
+                                      lmHead.pointer, rows: rows, lse: lse.pointer, C: C, V: V)
+                targets.withUnsafeBufferPointer { t in
+                    softmaxExpectationBackward(doutput.pointer, gradient(lmHead), dE.pointer, forward.output.pointer,
+                                               lmHead.pointer, q, t.baseAddress!, expectations.pointer, expectationLSE.pointer,
+                                               N: N, C: C, V: V)
+                }
+            }
         }
         return split(recorded)
     }
@@ -123,6 +130,30 @@ public final class LlamaModel {
             }
             return expectations
         }
+    }
+
+    /// [R, C] the backbone's final hidden states (after the final RMSNorm: HF's `last_hidden_state`, what
+    /// `LlamaForSequenceClassification`'s score head reads) at the flattened [B·T] positions `rows`.
+    /// Differentiable with respect to `parameters`; the LM head is never evaluated, so a reward model
+    /// pays neither its V×C product nor its log-softmax.
+    public func hiddenStates(_ batch: SequenceBatch, rows: [Int]) -> Tensor {
+        let recording = Tensor.isGradEnabled && parameters.entries.contains { $0.tensor.requiresGrad }
+        let N = batch.rows * batch.length, C = config.hidden
+        precondition(rows.allSatisfy { (0..<N).contains($0) }, "LlamaModel.hiddenStates: a row is outside the batch's \(N) positions")
+        let forward = self.forward(ModelInput(tokens: batch.tokens, B: batch.rows, T: batch.length, layout: nil),
+                                   saveActivations: recording)
+        let hidden = Tensor(uninitialized: [rows.count, C])
+        gatherRowsForward(hidden.pointer, forward.output.pointer, rows: rows, C: C)
+        guard recording else { return hidden }
+        return Tensor.record(op: "llama.hidden", inputs: parameters.entries.map(\.tensor), output: hidden) { [self] dhidden in
+            backward(forward) { doutput, _ in gatherRowsBackward(doutput.pointer, dhidden.pointer, rows: rows, C: C) }
+        }
+    }
+
+    /// [B, C] the final hidden state at each row's last real token (for a pair batch: the last
+    /// completion token, the EOS the trainer appends unless truncation cut it).
+    public func lastHiddenStates(_ batch: SequenceBatch) -> Tensor {
+        hiddenStates(batch, rows: batch.lastPositions)
     }
 
     /// [B] Σ over each row's completion tokens of log π(token | prefix), and the token counts: the
@@ -158,13 +189,16 @@ public final class LlamaModel {
         return Tensor.record(op: "llama", inputs: parameters.entries.map(\.tensor), output: out) { [self] dout in
             let dlogp = Tensor(uninitialized: [M])
             for m in 0..<M { dlogp.pointer[m] = dout.pointer[outputs[m]] }
-            return backward(forward, rows: rows, dlogp: dlogp, lse: lse)
+            return backward(forward) { doutput, gradient in
+                lmHeadLogProbBackward(doutput.pointer, gradient(lmHead), dlogp.pointer, forward.output.pointer,
+                                      lmHead.pointer, rows: rows, lse: lse.pointer, C: config.hidden, V: config.vocab)
+            }
         }
     }
 
     /// Logits [R, V] of the last real position of each row.
     public func lastLogits(_ batch: SequenceBatch) -> Tensor {
-        logits(batch, rows: batch.sequenceLengths.enumerated().map { $0.offset * batch.length + $0.element - 1 })
+        logits(batch, rows: batch.lastPositions)
     }
 
     /// Logits [B·T, V] of every position, as HF's forward returns them (evaluation, benchmarks); the
@@ -291,19 +325,11 @@ public final class LlamaModel {
 
     // MARK: Backward
 
-    /// What the backward of an expectation output needs: q [V], the per-position targets [N], dL/dE [N],
-    /// and the forward's E [N], lse [N].
-    struct ExpectationGradient {
-        let q: [Float]
-        let targets: [Int32]
-        let dE: Tensor, E: Tensor, lse: Tensor
-    }
-
-    /// dL/d(parameter) for every entry of `parameters` (nil for frozen ones), given dL/d(logp) [M] of
-    /// the scored rows (and dL/dE of an expectation output, when there is one).
-
-    private func backward(_ f: ForwardState, rows: LMHeadRows, dlogp: Tensor, lse: Tensor,
-                          expectation: ExpectationGradient? = nil) -> [Tensor?] {
+    /// dL/d(parameter) for every entry of `parameters` (nil for frozen ones). `head` writes dL/d(output)
+    /// [N,C] (the final norm's output, zero-filled beforehand) from whatever read it — the LM head's
+    /// log-probs, or gathered hidden rows — and may ask for a head weight's gradient buffer.
+    private func backward(_ f: ForwardState,
+                          head: (_ doutput: Tensor, _ gradient: (Tensor) -> UnsafeMutablePointer<Float>?) -> Void) -> [Tensor?] {
         let B = f.input.B, T = f.input.T, N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads
         let D = config.headDim, F = config.intermediate, QD = NH * D, KVD = NKV * D
         var grads: [ObjectIdentifier: Tensor] = [:]
@@ -320,17 +346,9 @@ public final class LlamaModel {
         func norm(_ p: Tensor) -> UnsafeMutablePointer<Float>? { grad(p, accumulates: true) }
         func matrix(_ p: Tensor) -> UnsafeMutablePointer<Float>? { grad(p, accumulates: false) }
 
-        // LM head and final norm. dx is the gradient of the residual stream, carried down the layers.
+        // Head and final norm. dx is the gradient of the residual stream, carried down the layers.
         let doutput = Tensor(zeros: [N, C]), dx = Tensor(zeros: [N, C])
-        lmHeadLogProbBackward(doutput.pointer, grad(lmHead, accumulates: true), dlogp.pointer, f.output.pointer,
-                              lmHead.pointer, rows: rows, lse: lse.pointer, C: C, V: config.vocab)
-        if let e = expectation {
-            e.targets.withUnsafeBufferPointer { t in
-                softmaxExpectationBackward(doutput.pointer, grad(lmHead, accumulates: true), e.dE.pointer, f.output.pointer,
-                                           lmHead.pointer, e.q, t.baseAddress!, e.E.pointer, e.lse.pointer,
-                                           N: N, C: C, V: config.vocab)
-            }
-        }
+        head(doutput) { grad($0, accumulates: true) }
         let positions = f.input.layout?.positions, keyMask = f.input.layout?.keyMask
         rmsnormBackward(dx.pointer, norm(finalNorm), doutput.pointer, f.final.pointer, finalNorm.pointer,
                         f.finalRstd.pointer, N: N, C: C)
@@ -427,5 +445,17 @@ final class PackedLayout {
     deinit {
         positions.deallocate()
         keyMask.deallocate()
+    }
+}
+
+/// out [R,C] = inp [N,C] at rows (R = rows.count): the rows a head reads.
+func gatherRowsForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: [Int], C: Int) {
+    for (r, n) in rows.enumerated() { (out + r * C).update(from: inp + n * C, count: C) }
+}
+
+/// dinp [N,C] at rows += dout [R,C]; a row listed twice receives both gradients.
+func gatherRowsBackward(_ dinp: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>, rows: [Int], C: Int) {
+    for (r, n) in rows.enumerated() {
+        for c in 0..<C { dinp[n * C + c] += dout[r * C + c] }
     }
 }

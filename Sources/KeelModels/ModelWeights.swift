@@ -164,6 +164,8 @@ extension ModelWeights {
                 // Some writers store the tied head a second time, and old checkpoints carry RoPE buffers.
                 if info.name == LlamaTensorName.lmHead && config.tiedEmbeddings { continue }
                 if info.name.hasSuffix(".rotary_emb.inv_freq") { continue }
+                // A reward model's head; `LlamaRewardModel` reads it, the backbone does not use it.
+                if info.name == LlamaRewardModel.scoreWeightName { continue }
                 guard let shape = expected[info.name] else {
                     throw ModelFormatError(source: shard.path, message: "unexpected tensor '\(info.name)' for a LLaMA model with this config")
                 }
@@ -200,15 +202,17 @@ extension ModelWeights {
     /// Writes a directory that `transformers.AutoModelForCausalLM.from_pretrained` loads: `config.json`
     /// (LlamaForCausalLM, float32) and `model.safetensors` with HF names (no `lm_head.weight` when tied,
     /// the way transformers itself saves tied models). `extraFiles` (file name → contents) carries what
-    /// other components own, e.g. the tokenizer files.
-    public func saveHuggingFace(to directory: URL, extraFiles: [String: Data] = [:]) throws {
+    /// other components own, e.g. the tokenizer files. With `scoreHead` [1, C] the folder is a reward
+    /// model instead (`LlamaRewardModel`): `score.weight` beside the backbone, architecture
+    /// `LlamaForSequenceClassification`.
+    public func saveHuggingFace(to directory: URL, extraFiles: [String: Data] = [:], scoreHead: Tensor? = nil) throws {
         for name in extraFiles.keys where name.contains("/") || name.hasPrefix(".") || name.isEmpty
             || name == Self.configFileName || name == Self.safetensorsFileName {
             throw ModelFormatError(source: directory.path, message: "extra file name '\(name)' is not a plain file name or clashes with the weights")
         }
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            try config.huggingFaceJSON().write(to: directory.appendingPathComponent(Self.configFileName), options: .atomic)
+            try config.huggingFaceJSON(sequenceClassification: scoreHead != nil).write(to: directory.appendingPathComponent(Self.configFileName), options: .atomic)
             for (name, contents) in extraFiles {
                 try contents.write(to: directory.appendingPathComponent(name), options: .atomic)
             }
@@ -219,6 +223,7 @@ extension ModelWeights {
         }
         // transformers refuses safetensors files whose metadata lacks format = pt.
         try SafeTensors.write(path: directory.appendingPathComponent(Self.safetensorsFileName).path,
-                              tensors: namedTensors, metadata: ["format": "pt"])
+                              tensors: namedTensors + (scoreHead.map { [(name: LlamaRewardModel.scoreWeightName, tensor: $0)] } ?? []),
+                              metadata: ["format": "pt"])
     }
 }

@@ -78,6 +78,9 @@ public struct SequenceBatch: Sendable {
         completionCounts = sequences.map { $0.prompt.isEmpty ? max($0.completion.count - 1, 0) : $0.completion.count }
     }
 
+    /// [B] flattened [B·T] index of each row's last real token.
+    public var lastPositions: [Int] { sequenceLengths.enumerated().map { $0.offset * length + max($0.element, 1) - 1 } }
+
     /// Real (non-padding) tokens in the batch: what tokens/s counts.
     public var realTokenCount: Int { sequenceLengths.reduce(0, +) }
 }

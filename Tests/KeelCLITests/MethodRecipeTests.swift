@@ -12,10 +12,13 @@ final class MethodRecipeTests: XCTestCase {
 
     var folder: URL!
 
-    /// A scratch folder holding a small preference file at the path the example recipes name.
+    /// A scratch folder holding a small preference file at the path the example recipes name, and the
+    /// (empty) model folders the reward examples name (validation checks that they exist).
     override func setUpWithError() throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("keel-examples-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder.appendingPathComponent("data"), withIntermediateDirectories: true)
+        for directory in ["data", "models/reward-model", "models/dpo-policy", "models/start"] {
+            try FileManager.default.createDirectory(at: folder.appendingPathComponent(directory), withIntermediateDirectories: true)
+        }
         try Data("""
             {"prompt": "2+2?", "chosen": " 4", "rejected": " 5"}
             {"prompt": "Capital of France?", "chosen": " Paris", "rejected": " Lyon"}
@@ -46,8 +49,8 @@ final class MethodRecipeTests: XCTestCase {
 
     func testRegistryHoldsTheMethodPlugins() {
         let registry = keelPluginRegistry()
-        XCTAssertEqual(registry.names(of: .loss), ["deft-guidance", "dpo", "sft", "simpo", "var"])
-        XCTAssertEqual(registry.names(of: .reward), ["exact-answer-reward", "keyword-reward", "length-reward"])
+        XCTAssertEqual(registry.names(of: .loss), ["deft-guidance", "dpo", "reward-model", "sft", "simpo", "var"])
+        XCTAssertEqual(registry.names(of: .reward), ["exact-answer-reward", "implicit", "keyword-reward", "length-reward", "rm"])
         XCTAssertEqual(registry.names(of: .scheduler), ["ref-sync"])
         XCTAssertTrue(registry.names(of: .data).contains("poet"))
         XCTAssertTrue(registry.names(of: .data).contains("deft"))
@@ -87,7 +90,10 @@ final class MethodRecipeTests: XCTestCase {
             "tr-dpo-soft.yaml": (["dpo"], true, ["ref-sync"], false), "tr-dpo-hard.yaml": (["dpo"], true, ["ref-sync"], false),
             "dpo-poet.yaml": (["dpo"], true, [], true), "simpo-poet.yaml": (["simpo"], false, [], true),
             "tiny-dpo.yaml": (["dpo"], true, [], false), "deft-dpo.yaml": (["dpo", "deft-guidance"], true, [], false),
+            "reward-model.yaml": (["reward-model"], false, [], false),
+            "var-rm.yaml": (["var"], true, [], false), "var-implicit.yaml": (["var"], true, [], false),
         ]
+        let rewards = ["var-rm.yaml": "rm", "var-implicit.yaml": "implicit"]
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.examples.path).filter { $0.hasSuffix(".yaml") }
         XCTAssertEqual(Set(files), Set(expected.keys))
         for file in files.sorted() {
@@ -98,6 +104,7 @@ final class MethodRecipeTests: XCTestCase {
             XCTAssertEqual(graph.needsReference, want.reference, file)
             XCTAssertEqual(graph.recipe.schedulers.map(\.name), want.schedulers, file)
             XCTAssertEqual(graph.recipe.data.contains { $0.name == "poet" }, want.poet, file)
+            XCTAssertEqual(graph.recipe.reward?.name, rewards[file], file)
             guard case .tiny = graph.recipe.model else { return XCTFail("\(file): expected the tiny model") }
         }
         let soft = try load(String(contentsOf: Self.examples.appendingPathComponent("tr-dpo-soft.yaml"), encoding: .utf8))

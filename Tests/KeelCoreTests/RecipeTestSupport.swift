@@ -15,7 +15,7 @@ final class TestPairwiseLoss: LossPlugin {
     let beta: Double
     init(options: ResolvedOptions) { beta = options.double("beta") ?? 0 }
     func loss(_ input: LossInput) throws -> LossOutput {
-        guard case .paired(let c, let r) = input.policy else { throw PluginStateError(message: "expected pairs") }
+        guard case .paired(let c, let r) = try input.policy else { throw PluginStateError(message: "expected pairs") }
         let margins = zip(c.logProbs.toArray(), r.logProbs.toArray()).map { Double($0 - $1) }
         let margin = margins.reduce(0, +) / Double(margins.count)
         return LossOutput(loss: Tensor(shape: [], data: [Float(-beta * margin)]), metrics: ["margin": margin])
@@ -30,7 +30,7 @@ final class TestSingleLoss: LossPlugin {
     init(options: ResolvedOptions) {}
     func loss(_ input: LossInput) throws -> LossOutput {
         let scores: SequenceScores
-        switch input.policy {
+        switch try input.policy {
         case .paired(let chosen, _): scores = chosen
         case .single(let s, _): scores = s
         }

@@ -26,6 +26,12 @@ final class ResumeTests: XCTestCase {
         ])
     }
 
+    /// The same for a reward model: the head `score.weight` and its optimizer moments are checkpointed
+    /// beside the backbone, and the export (backbone + head) matches bit for bit.
+    func testKilledAndResumedRewardModelRunMatchesBitwise() throws {
+        try assertKilledAndResumedRunMatchesUninterruptedRun(shortRun + [("loss: {name: dpo, beta: 2.0}", "loss: {name: reward-model}")])
+    }
+
     /// SIGTERM (the daemon stopping its workers, Ctrl-C on `keel run`) lets the step in flight finish,
     /// writes a checkpoint there and exits 0 with the run `interrupted`; resuming from that checkpoint
     /// ends with the uninterrupted run's weights, bit for bit.

@@ -12,7 +12,7 @@ final class TrainerTestDPOLoss: LossPlugin {
     let beta: Float
     init(options: ResolvedOptions) { beta = Float(options.double("beta") ?? 0.1) }
     func loss(_ input: LossInput) throws -> LossOutput {
-        guard case .paired(let pc, let pr) = input.policy, case .paired(let rc, let rr)? = input.reference else {
+        guard case .paired(let pc, let pr) = try input.policy, case .paired(let rc, let rr)? = input.reference else {
             throw PluginInputError("trainer-test-dpo: expected paired policy and reference scores")
         }
         let h = (pc.logProbs - rc.logProbs) - (pr.logProbs - rr.logProbs)

@@ -179,7 +179,7 @@ final class AnyLoss: LossPlugin {
                                              consumes: [.paired])
     init(options: ResolvedOptions) throws {}
     func loss(_ input: LossInput) throws -> LossOutput {
-        guard case .paired(let chosen, _) = input.policy else { throw PluginInputError("any-loss: expected pairs") }
+        guard case .paired(let chosen, _) = try input.policy else { throw PluginInputError("any-loss: expected pairs") }
         return LossOutput(loss: -chosen.logProbs.mean(), metrics: [:])
     }
 }

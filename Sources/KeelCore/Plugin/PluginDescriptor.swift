@@ -63,12 +63,20 @@ public struct Capabilities: OptionSet, Hashable, Sendable {
     /// policy, differentiable (`LossInput.differentialRewards`).
     public static let needsDifferentialReward = Capabilities(rawValue: 1 << 9)
 
+    /// A loss that reads `LossInput.rewardHead`: a scalar head r = w·h on the backbone's final hidden
+    /// state at each sequence's last token (reward models). The trainer creates the head (`score.weight`
+    /// [1, C], seeded from `training.seed`), optimises, checkpoints and exports it with the backbone
+    /// (Hugging Face's `LlamaForSequenceClassification` layout). When every loss of the recipe declares
+    /// it, the policy's log-probs (the LM head and its log-softmax) are not computed at all.
+    public static let rewardHead = Capabilities(rawValue: 1 << 10)
+
     static let names: [(Capabilities, String)] = [
         (.needsReference, "needs-reference"), (.referenceFree, "reference-free"), (.needsRewards, "needs-rewards"),
         (.mutatesReference, "mutates-reference"), (.needsGeneration, "needs-generation"),
         (.pairwiseLoss, "pairwise-loss"), (.requiresPairwiseLoss, "requires-pairwise-loss"),
         (.pairwiseReward, "pairwise-reward"), (.requiresNonEmptyCompletions, "requires-non-empty-completions"),
         (.needsDifferentialReward, "needs-differential-reward"),
+        (.rewardHead, "reward-head"),
     ]
 
     public var names: [String] { Self.names.filter { contains($0.0) }.map(\.1) }

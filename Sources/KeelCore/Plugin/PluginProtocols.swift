@@ -159,6 +159,24 @@ extension RewardPlugin {
     }
 }
 
+/// A reward that scores many responses in one go (e.g. one forward pass of a model); `score` and
+/// `scorePair` are that call on one or two responses.
+public protocol BatchedRewardPlugin: RewardPlugin {
+    /// One reward per item, in order.
+    func scores(_ items: [(prompt: String, response: String)]) throws -> [Double]
+}
+
+extension BatchedRewardPlugin {
+    public func score(prompt: String, response: String) throws -> Double {
+        try scores([(prompt, response)])[0]
+    }
+
+    public func scorePair(prompt: String, chosen: String, rejected: String) throws -> (chosen: Double, rejected: Double) {
+        let values = try scores([(prompt, chosen), (prompt, rejected)])
+        return (values[0], values[1])
+    }
+}
+
 // MARK: Loss
 
 /// Per-sequence scores of a batch of B sequences under one model.
@@ -188,8 +206,28 @@ public enum RewardScores {
     case single([Double])
 }
 
+/// A scalar head's value r(x, y) per sequence (capability `.rewardHead`), rows as in `LossBatch`; part
+/// of the autodiff graph (through the head and the backbone).
+public enum HeadScores {
+    case paired(chosen: Tensor, rejected: Tensor)
+    case single(Tensor, labels: [Float]?)
+}
+
 public struct LossInput {
-    public var policy: LossBatch
+    /// The policy's sequence log-probs. Absent when every loss of the recipe reads only `rewardHead`
+    /// (the trainer then skips the LM head); reading it then throws, naming the reason.
+    public var policy: LossBatch {
+        get throws {
+            guard let policyScores else {
+                throw PluginInputError("the batch has no policy log-probs: every loss of the recipe declares `reward-head`, "
+                                     + "so the trainer does not compute them")
+            }
+            return policyScores
+        }
+    }
+    public var policyScores: LossBatch?
+    /// Present iff some loss declares `.rewardHead`.
+    public var rewardHead: HeadScores?
     /// Present iff some plugin of the graph declares `.needsReference`.
     public var reference: LossBatch?
     /// Present iff some loss declares `.needsRewards` (the graph guarantees a reward plugin).
@@ -201,9 +239,11 @@ public struct LossInput {
     /// the policy (Q_diff from the training pairs, `DifferentialDistribution`).
     public var differentialRewards: (chosen: Tensor, rejected: Tensor)?
 
-    public init(policy: LossBatch, reference: LossBatch? = nil, rewards: RewardScores? = nil,
-                hyperparameters: [String: Double] = [:], differentialRewards: (chosen: Tensor, rejected: Tensor)? = nil) {
-        self.policy = policy
+    public init(policy: LossBatch?, reference: LossBatch? = nil, rewards: RewardScores? = nil,
+                rewardHead: HeadScores? = nil, hyperparameters: [String: Double] = [:],
+                differentialRewards: (chosen: Tensor, rejected: Tensor)? = nil) {
+        policyScores = policy
+        self.rewardHead = rewardHead
         self.reference = reference
         self.rewards = rewards
         self.hyperparameters = hyperparameters

@@ -73,6 +73,22 @@ public struct PairTokenizer {
         return TokenizedPair(id: pair.id, prompt: c.prompt, chosen: c.completion + [eosID], rejected: r.completion + [eosID])
     }
 
+    /// One response to a prompt as the trainer scores a completion (reward plugins that read a model):
+    /// prompt + response tokenised jointly, EOS appended, cut to `maxLength` as `truncate` cuts a pair.
+    /// Where a BPE merge crosses the boundary (the trainer would skip such a pair) the two parts are
+    /// tokenised apart, so that any text, e.g. a sampled response, still gets a score.
+    public func sequence(prompt: String, response: String, maxLength: Int) -> PromptCompletionTokens {
+        let tokens = (try? tokenizer.encode(prompt: prompt, completion: response))
+            ?? PromptCompletionTokens(prompt: tokenizer.encode(prompt, allowSpecial: true),
+                                      completion: tokenizer.encode(response, allowSpecial: true))
+        var pair = TokenizedPair(id: "", prompt: tokens.prompt, chosen: tokens.completion + [eosID], rejected: [])
+        Self.truncate(&pair, maxLength: maxLength)
+        return PromptCompletionTokens(prompt: pair.prompt, completion: pair.chosen)
+    }
+
+    /// The id that pads a batch: the tokenizer's padding token, else EOS (right padding is never read).
+    public var padID: Int { tokenizer.paddingTokenID ?? eosID }
+
     /// (prompt, chosen, rejected) as the text the model reads.
     func texts(_ pair: PreferencePair) throws -> (String, String, String) {
         switch (pair.prompt, pair.chosen, pair.rejected) {
@@ -168,14 +184,21 @@ public struct PairBatch {
     /// all differentiable. Needs the separate-rows layout (`sharesPrompt: false`): the expectation kernel
     /// scores positions, not (row, target) lists.
     public func scoresAndExpectations(_ model: LlamaModel, vector q: [Float]) -> (LossBatch, (chosen: Tensor, rejected: Tensor)) {
-        guard case .separate(let sequences) = layout else {
-            preconditionFailure("PairBatch.scoresAndExpectations needs a batch built with sharesPrompt: false")
-        }
+        let sequences = separateRows
         let (perPosition, expectations) = model.targetLogProbsAndExpectations(sequences, vector: q)
         let shape = [sequences.rows, sequences.length], counts = sequences.completionCounts
         let means = expectations.reshaped(shape).sum(axes: [1]) * Tensor(counts.map { 1 / Float(max($0, 1)) })
         let b = pairs.count
         return (split(perPosition.reshaped(shape).sum(axes: [1]), counts), (means.rows(0..<b), means.rows(b..<2 * b)))
+    }
+
+    /// The chosen rows 0..<B and rejected rows B..<2B of a batch built with `sharesPrompt: false` (for
+    /// quantities read per sequence position: expectations, a reward head's last-token state).
+    public var separateRows: SequenceBatch {
+        guard case .separate(let sequences) = layout else {
+            preconditionFailure("PairBatch: per-sequence rows need a batch built with sharesPrompt: false")
+        }
+        return sequences
     }
 
     private func split(_ logProbs: Tensor, _ counts: [Int]) -> LossBatch {

@@ -38,6 +38,7 @@ public enum GenerationMetric {
 /// Sub-streams of `training.seed` the trainer draws from (1 and 2 are the data plugins', `SeedStream`).
 enum TrainerSeedStream {
     static let dataOrder: UInt64 = 16
+    static let rewardHead: UInt64 = 17
 }
 
 /// Trains a policy on a recipe's plugin graph: preference pairs → micro-batches → policy (and reference)
@@ -50,6 +51,10 @@ public final class Trainer: TrainingContext {
     public let optimizerConfig: OptimizerConfig
     public let tokenizer: BPETokenizer
     public let policy: LlamaModel
+    /// The policy with a scalar head `score.weight` [1, C] on it, when a loss declares `.rewardHead`.
+    public let rewardModel: LlamaRewardModel?
+    /// What the optimizer updates and checkpoints store: the policy's parameters, then the reward head.
+    public let trainable: Parameters
     /// Loaded only when a plugin needs it; released after caching its log-probs (`cache_logprobs`).
     public private(set) var reference: LlamaModel?
     let optimizer: AdamW
@@ -65,6 +70,8 @@ public final class Trainer: TrainingContext {
     let policyAccess: PolicyAccess
     /// DEFT's Q_diff over the training pairs, when a loss needs the differential reward (deft-guidance).
     let differentialVector: [Float]?
+    /// Some loss reads the policy's log-probs (any loss without `.rewardHead`).
+    let needsPolicyLogProbs: Bool
     let checkpointablePlugins: [(keyPath: String, plugin: any Checkpointable)]
     var referenceCache: [MetricSplit: (chosen: [Float], rejected: [Float])] = [:]
     private var currentOrder: (epoch: Int, order: [Int])?
@@ -87,11 +94,12 @@ public final class Trainer: TrainingContext {
         func any(_ capability: Capabilities) -> Bool { nodes.contains { $0.descriptor.capabilities.contains(capability) } }
         (needsReference, mutatesReference, needsRewards) = (any(.needsReference), any(.mutatesReference), any(.needsRewards))
         schedulesLearningRate = recipe.schedulers.contains { $0.descriptor.controls.contains(ControlledValue.learningRate) }
+        needsPolicyLogProbs = recipe.loss.contains { !$0.descriptor.capabilities.contains(.rewardHead) }
 
         // The policy comes first: data plugins may sample from it (generate-pairs) or score with it (DEFT).
         tokenizer = try ModelLoading.tokenizer(recipe.model)
         pairTokenizer = try PairTokenizer(tokenizer: tokenizer)
-        padID = tokenizer.paddingTokenID ?? pairTokenizer.eosID
+        padID = pairTokenizer.padID
         policy = try ModelLoading.model(recipe.model, maxLength: config.maxLength)
         guard config.maxLength <= policy.config.maxPositions else {
             throw TrainerError("training.max_length \(config.maxLength) exceeds the model's \(policy.config.maxPositions) positions")
@@ -120,13 +128,23 @@ public final class Trainer: TrainingContext {
         }
         reference = needsReference || mutatesReference
             ? try ModelLoading.model(ModelLoading.referenceSource(recipe), maxLength: config.maxLength) : nil
-        log("model: \(policy.parameters.scalarCount) parameters\(reference == nil ? "" : ", with a frozen reference")")
+        if recipe.loss.contains(where: { $0.descriptor.capabilities.contains(.rewardHead) }) {
+            var generator = Philox(seed: config.seed).split(TrainerSeedStream.rewardHead)
+            rewardModel = try LlamaRewardModel(backbone: policy,
+                                               score: LlamaRewardModel.initialScore(hidden: policy.config.hidden, generator: &generator))
+        } else {
+            rewardModel = nil
+        }
+        var trainable = policy.parameters
+        if let rewardModel { trainable.add(LlamaRewardModel.scoreWeightName, rewardModel.score) }
+        self.trainable = trainable
+        log("model: \(trainable.scalarCount) parameters\(rewardModel == nil ? "" : " (with a reward head)")\(reference == nil ? "" : ", with a frozen reference")")
 
         // Decoupled weight decay skips norm weights, as Hugging Face's Trainer does (no decay for norms/biases).
-        optimizer = AdamW(parameters: policy.parameters, learningRate: Float(optimizerConfig.learningRate),
+        optimizer = AdamW(parameters: trainable, learningRate: Float(optimizerConfig.learningRate),
                           beta1: Float(optimizerConfig.beta1), beta2: Float(optimizerConfig.beta2),
                           epsilon: Float(optimizerConfig.epsilon), weightDecay: Float(optimizerConfig.weightDecay),
-                          weightDecayExempt: Set(policy.parameters.names.filter { $0.contains("norm") }))
+                          weightDecayExempt: Set(trainable.names.filter { $0.contains("norm") }))
         learningRate = optimizerConfig.learningRate
         let microBatchesPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
         totalSteps = config.steps ?? (config.epochs ?? 1) * max(1, microBatchesPerEpoch / config.gradAccum)
@@ -162,7 +180,7 @@ public final class Trainer: TrainingContext {
                 metrics.add(values, weight: 1)
                 tokens += pairsTokenCount(batch)
             }
-            let gradNorm = clipGradNorm(policy.parameters, maxNorm: optimizerConfig.maxGradNorm > 0 ? Float(optimizerConfig.maxGradNorm) : .infinity)
+            let gradNorm = clipGradNorm(trainable, maxNorm: optimizerConfig.maxGradNorm > 0 ? Float(optimizerConfig.maxGradNorm) : .infinity)
             guard gradNorm.isFinite else { throw TrainerError("step \(step + 1): the gradient norm is \(gradNorm); stopping (lower optimizer.lr?)") }
             if !schedulesLearningRate { learningRate = optimizerConfig.learningRate(step: step, totalSteps: totalSteps) }
             optimizer.learningRate = Float(learningRate)
@@ -222,13 +240,19 @@ public final class Trainer: TrainingContext {
     /// The weighted loss Σ wₖ·Lₖ of the pairs `indices` of a split, and the loss plugins' metrics plus `loss`.
     func loss(_ indices: [Int], split: MetricSplit) throws -> (Tensor, [String: Double]) {
         let pairs = indices.map { split == .train ? trainPairs[$0] : evalPairs[$0] }
-        // deft-guidance's expectations are computed per position, so its batches keep separate rows.
-        let batch = PairBatch(pairs, padID: padID, sharesPrompt: config.sharesPrompt && differentialVector == nil)
-        var policyScores: LossBatch, differentialRewards: (chosen: Tensor, rejected: Tensor)?
+        // deft-guidance's expectations and a reward head's last-token states are read per sequence, so
+        // their batches keep separate rows.
+        let sharesPrompt = config.sharesPrompt && differentialVector == nil && rewardModel == nil
+        let batch = PairBatch(pairs, padID: padID, sharesPrompt: sharesPrompt)
+        var policyScores: LossBatch?, differentialRewards: (chosen: Tensor, rejected: Tensor)?
         if let differentialVector {
             (policyScores, differentialRewards) = batch.scoresAndExpectations(policy, vector: differentialVector)
-        } else {
+        } else if needsPolicyLogProbs {
             policyScores = batch.scores(policy)
+        }
+        let headScores = rewardModel.map { model -> HeadScores in
+            let rewards = model.rewards(batch.separateRows)
+            return .paired(chosen: rewards.rows(0..<pairs.count), rejected: rewards.rows(pairs.count..<2 * pairs.count))
         }
         var referenceScores: LossBatch?
         if needsReference {
@@ -241,6 +265,7 @@ public final class Trainer: TrainingContext {
         }
         let (terms, metrics) = try plugins.loss.evaluate(LossInput(policy: policyScores, reference: referenceScores,
                                                                    rewards: needsRewards ? try rewards(pairs) : nil,
+                                                                   rewardHead: headScores,
                                                                    hyperparameters: hyperparameters,
                                                                    differentialRewards: differentialRewards))
         var total = terms[0].loss * Float(terms[0].weight)

@@ -29,7 +29,7 @@ public struct TrainerState: Codable, Equatable, Sendable {
 
 /// File names inside `checkpoints/step-N/` (torchtune-style named constants).
 public enum TrainerCheckpointFile {
-    /// Policy weights, safetensors, HF names.
+    /// Policy weights, safetensors, HF names (and a reward model's `score.weight`).
     public static let model = "model.safetensors"
     /// AdamW moments as `<slot>.<parameter>` arrays (`OptimizerState.namedArrays()`), the step count in
     /// the metadata under `optimizerStepCountKey`.
@@ -43,9 +43,9 @@ public enum TrainerCheckpointFile {
 extension Trainer {
     /// The files of a checkpoint of the current state, in write order (state.json last).
     func checkpointFiles(scratch: URL) throws -> [CheckpointFile] {
-        var files = [try safetensorsFile(TrainerCheckpointFile.model, policy.parameters.map { ($0.name, $0.tensor) }, scratch: scratch)]
+        var files = [try safetensorsFile(TrainerCheckpointFile.model, trainable.map { ($0.name, $0.tensor) }, scratch: scratch)]
         let optimizerState = optimizer.state
-        let shapes = Dictionary(uniqueKeysWithValues: policy.parameters.map { ($0.name, $0.tensor.shape) })
+        let shapes = Dictionary(uniqueKeysWithValues: trainable.map { ($0.name, $0.tensor.shape) })
         let arrays = optimizerState.namedArrays().sorted { $0.key < $1.key }.map { key, values -> (String, Tensor) in
             let parameter = String(key[key.index(after: key.firstIndex(of: ".")!)...])
             return (key, Tensor(shape: shapes[parameter] ?? [values.count], data: values))
@@ -93,7 +93,7 @@ extension Trainer {
         guard state.totalSteps == totalSteps else {
             throw TrainerError("\(checkpoint.directory.path): the run had \(state.totalSteps) steps, the recipe and data now give \(totalSteps)")
         }
-        try ModelLoading.load(policy.parameters, from: try checkpoint.url(of: TrainerCheckpointFile.model))
+        try ModelLoading.load(trainable, from: try checkpoint.url(of: TrainerCheckpointFile.model))
         if mutatesReference, let reference {
             try ModelLoading.load(reference.parameters, from: try checkpoint.url(of: TrainerCheckpointFile.reference))
         }

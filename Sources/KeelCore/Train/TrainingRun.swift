@@ -146,7 +146,7 @@ public final class TrainingRun: TrainingObserver {
             try trainer.train(observer: run)
             let trainSeconds = Date().timeIntervalSince(started)
             display.end()
-            try export(trainer.policy, tokenizer: trainer.tokenizer, to: layout.export(runID))
+            try export(trainer.policy, rewardHead: trainer.rewardModel?.score, tokenizer: trainer.tokenizer, to: layout.export(runID))
             if let report = try GenerationReport(store: store, runID: runID) {
                 try Data(report.markdown.utf8).write(to: layout.report(runID), options: .atomic)
                 display.line(report.summary + "; answers in " + layout.report(runID).path)
@@ -173,9 +173,14 @@ public final class TrainingRun: TrainingObserver {
         }
     }
 
-    /// Writes `model` and its tokenizer as a Hugging Face folder.
-    public static func export(_ model: LlamaModel, tokenizer: BPETokenizer, to directory: URL) throws {
-        try model.weights().saveHuggingFace(to: directory)
+    /// Writes `model` and its tokenizer as a Hugging Face folder; with `rewardHead`, as a reward model
+    /// (`LlamaRewardModel`: `LlamaForSequenceClassification`, `score.weight`).
+    public static func export(_ model: LlamaModel, rewardHead: Tensor? = nil, tokenizer: BPETokenizer, to directory: URL) throws {
+        if let rewardHead {
+            try LlamaRewardModel(backbone: model, score: rewardHead).save(to: directory)
+        } else {
+            try model.weights().saveHuggingFace(to: directory)
+        }
         try tokenizer.writeHuggingFaceFiles(to: directory)
     }
 
@@ -187,8 +192,11 @@ public final class TrainingRun: TrainingObserver {
         guard let checkpoint = try checkpoints.latest() else { throw TrainerError("run \(runID) has no complete checkpoint to export") }
         let recipe = try RecipeLoader(registry: registry).load(URL(fileURLWithPath: record.recipePath), displayName: record.recipePath).recipe
         let model = try ModelLoading.model(recipe.model, maxLength: recipe.trainingConfig.maxLength)
-        try ModelLoading.load(model.parameters, from: try checkpoint.url(of: TrainerCheckpointFile.model))
-        try export(model, tokenizer: try ModelLoading.tokenizer(recipe.model), to: directory)
+        let weights = try checkpoint.url(of: TrainerCheckpointFile.model)
+        try ModelLoading.load(model.parameters, from: weights)
+        let file = try SafeTensorsFile(path: weights.path)
+        let rewardHead = try file.tensor(named: LlamaRewardModel.scoreWeightName).map { try file.load($0.name) }
+        try export(model, rewardHead: rewardHead, tokenizer: try ModelLoading.tokenizer(recipe.model), to: directory)
     }
 
     // MARK: TrainingObserver
