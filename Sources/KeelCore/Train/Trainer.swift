@@ -149,7 +149,6 @@ public final class Trainer: TrainingContext {
                 try observer.record(step: step, split: .eval, metrics: try evaluate())
             }
             try observer.stepCompleted(step)
-            FaultInjection.afterStep(step)
             let checkpointDue = (config.checkpointEvery > 0 && step % config.checkpointEvery == 0) || step == totalSteps
             if checkpointDue { try observer.checkpoint(self) }
             if TrainingStop.isRequested && step < totalSteps {
