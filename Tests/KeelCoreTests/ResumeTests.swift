@@ -54,6 +54,46 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(try stopped.store().metricSeries(runID, split: .train, name: TrainMetric.loss).map(\.step), Array(1...40))
     }
 
+    /// Checkpoints are written in the background while training goes on. A SIGKILL in the middle of
+    /// step 20's write, once the trainer has already finished step 21, leaves step 20 incomplete (and
+    /// ignored); the resumed run continues from step 10 and ends with the uninterrupted run's weights,
+    /// bit for bit, with each step's metrics once.
+    func testKillDuringBackgroundCheckpointWriteResumesBitwise() throws {
+        let reference = try RunFixture(), interrupted = try RunFixture()
+        try reference.writeTinyDPO(shortRun)
+        try interrupted.writeTinyDPO(shortRun)
+        let full = try reference.keel(["run", reference.recipe.path])
+        XCTAssertEqual(full.status, 0, full.error)
+
+        let first = try interrupted.keel(["run", interrupted.recipe.path], fault: "kill-in-checkpoint-while-training:20")
+        XCTAssertTrue(first.killedBySignal, "expected SIGKILL; status \(first.status) \(first.error)")
+        let runID = try interrupted.onlyRunID()
+        XCTAssertEqual(try interrupted.store().checkpoints(runID).filter(\.isComplete).map(\.step), [10])
+        let recorded = try interrupted.store().metricSeries(runID, split: .train, name: TrainMetric.loss).map(\.step)
+        // The kill follows step 21 by a moment (the low-priority writer polls), at the latest at step 30,
+        // where training waits for the write.
+        XCTAssertTrue((21...30).contains(recorded.last ?? 0), "training went on during step 20's checkpoint write: \(recorded)")
+        let checkpointsDirectory = interrupted.varDirectory.appendingPathComponent("runs/\(runID)/checkpoints")
+        XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: checkpointsDirectory.path).contains { $0.hasPrefix("step-20.tmp-") })
+        // Nobody recorded the kill, but `keel status` sees that the run's process is gone.
+        XCTAssertEqual(try interrupted.store().run(runID)?.status, .running)
+        let status = try interrupted.keel(["status", runID, "--json"])
+        XCTAssertEqual(status.status, 0, status.error)
+        let shown = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [[String: Any]])?.first)
+        XCTAssertEqual(shown["status"] as? String, "interrupted")
+        XCTAssertEqual(shown["recorded_status"] as? String, "running")
+
+        let last = try interrupted.keel(["resume", runID])
+        XCTAssertEqual(last.status, 0, last.error)
+        XCTAssertTrue(last.output.contains("continuing from checkpoint step 10"), last.output)
+        func finalWeights(_ fixture: RunFixture) throws -> Data {
+            try Data(contentsOf: fixture.varDirectory.appendingPathComponent("runs/\(try fixture.onlyRunID())/export/model.safetensors"))
+        }
+        XCTAssertEqual(try finalWeights(interrupted), try finalWeights(reference), "final weights differ")
+        XCTAssertEqual(try interrupted.store().metricSeries(runID, split: .train, name: TrainMetric.loss).map(\.step), Array(1...40))
+        XCTAssertEqual(try interrupted.store().checkpoints(runID).filter(\.isComplete).map(\.step), [30, 40])
+    }
+
     private func assertKilledAndResumedRunMatchesUninterruptedRun(_ recipe: [(String, String)]) throws {
         let reference = try RunFixture(), interrupted = try RunFixture()
         try reference.writeTinyDPO(recipe)
