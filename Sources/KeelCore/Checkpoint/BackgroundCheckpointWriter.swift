@@ -84,7 +84,7 @@ public final class CheckpointStaging {
         if let existing = buffers[key], existing.shape == tensor.shape {
             buffer = existing
         } else {
-            buffer = Tensor(zeros: tensor.shape)
+            buffer = Tensor(uninitialized: tensor.shape)  // the copy below writes every element
             buffers[key] = buffer
         }
         buffer.pointer.update(from: tensor.pointer, count: tensor.count)
