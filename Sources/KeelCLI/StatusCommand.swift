@@ -36,19 +36,20 @@ struct StatusCommand: ParsableCommand {
 
     /// Seconds left for a running run: the steps still to do × the latest logged step time.
     static func etaSeconds(_ s: RunSummary) -> Double? {
-        guard s.run.status == .running, let total = s.run.totalSteps,
+        guard s.run.observedStatus == .running, let total = s.run.totalSteps,
               let stepTime = s.latestTrain?.values[TrainMetric.stepTime] else { return nil }
         return Double(max(total - s.run.currentStep, 0)) * stepTime
     }
 
     static func jsonObject(_ s: RunSummary) -> [String: Any] {
         var object: [String: Any] = [
-            "id": s.run.id, "status": s.run.status.rawValue, "recipe": s.run.recipePath, "step": s.run.currentStep,
+            "id": s.run.id, "status": s.run.observedStatus.rawValue, "recipe": s.run.recipePath, "step": s.run.currentStep,
             "created_at": s.run.createdAt.timeIntervalSince1970,
         ]
         object["total_steps"] = s.run.totalSteps
         object["error"] = s.run.error
         object["pid"] = s.run.pid.map { Int($0) }
+        if s.run.observedStatus != s.run.status { object["recorded_status"] = s.run.status.rawValue }
         object["heartbeat_at"] = s.run.heartbeatAt?.timeIntervalSince1970
         object["eta_seconds"] = etaSeconds(s)
         if let train = s.latestTrain { object["train"] = ["step": train.step, "metrics": train.values] }
@@ -59,11 +60,14 @@ struct StatusCommand: ParsableCommand {
     static func text(_ s: RunSummary, detailed: Bool) -> String {
         func format(_ v: Double) -> String { String(format: "%.4g", v) }
         let total = s.run.totalSteps.map(String.init) ?? "?"
-        var line = "\(s.run.id)  \(s.run.status.rawValue)  step \(s.run.currentStep)/\(total)"
+        var line = "\(s.run.id)  \(s.run.observedStatus.rawValue)  step \(s.run.currentStep)/\(total)"
         if let loss = s.latestTrain?.values[TrainMetric.loss] { line += "  loss \(format(loss))" }
         if let accuracy = s.latestEval?.values["rewards/accuracies"] { line += "  eval/rewards/accuracies \(format(accuracy))" }
         if let eta = etaSeconds(s) { line += "  ETA \(ProgressDisplay.duration(eta))" }
         if let error = s.run.error { line += "\n    error: \(error)" }
+        if s.run.observedStatus != s.run.status, let pid = s.run.pid {
+            line += "\n    recorded as \(s.run.status.rawValue), but its process \(pid) is gone; continue with `keel resume \(s.run.id)`"
+        }
         guard detailed else { return line }
         line += "\n    recipe: \(s.run.recipePath)"
         for (label, metrics) in [("train", s.latestTrain), ("eval", s.latestEval)] {

@@ -32,26 +32,7 @@ public enum SafeTensors {
     /// valid for the duration of the call.
     public static func write(path: String, tensors: [(name: String, shape: [Int], data: UnsafeBufferPointer<Float>)],
                              metadata: [String: String] = [:]) throws {
-        var header: [String: Any] = [:]
-        var offset = 0
-        for entry in tensors {
-            guard header[entry.name] == nil, entry.name != metadataKey else {
-                throw ModelFormatError(source: path, message: "duplicate or reserved tensor name '\(entry.name)'")
-            }
-            guard entry.shape.allSatisfy({ $0 >= 0 }), entry.shape.reduce(1, *) == entry.data.count else {
-                throw ModelFormatError(source: path, message: "tensor '\(entry.name)': shape \(entry.shape) does not hold \(entry.data.count) values")
-            }
-            let bytes = entry.data.count * MemoryLayout<Float>.size
-            header[entry.name] = ["dtype": SafeTensorsDType.f32.rawValue, "shape": entry.shape, "data_offsets": [offset, offset + bytes]]
-            offset += bytes
-        }
-        if !metadata.isEmpty { header[metadataKey] = metadata }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        // Pad with spaces so the tensor data starts 8-byte aligned (as the reference writer does).
-        json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8))
-        var prefix = Data()
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { prefix.append(contentsOf: $0) }
-
+        let prefix = try header(tensors.map { (name: $0.name, shape: $0.shape, count: $0.data.count) }, metadata: metadata, source: path)
         let partial = path + ".partial"
         let fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else {
@@ -60,7 +41,6 @@ public enum SafeTensors {
         do {
             defer { close(fd) }
             try prefix.withUnsafeBytes { try writeAll(fd, $0, path: partial) }
-            try json.withUnsafeBytes { try writeAll(fd, $0, path: partial) }
             for entry in tensors {
                 try writeAll(fd, UnsafeRawBufferPointer(entry.data), path: partial)
             }
@@ -76,6 +56,34 @@ public enum SafeTensors {
             unlink(partial)
             throw ModelFormatError(source: path, message: "cannot rename \(partial): \(reason)")
         }
+    }
+
+    /// Everything of a safetensors file before the tensor bytes (the size, then the JSON header padded
+    /// to 8 bytes) for Float32 tensors of the given element counts, stored in the given order. A writer
+    /// that streams the tensor bytes itself (a checkpoint, hashed on the way) appends them after it.
+    /// `source` names the file in errors.
+    public static func header(_ tensors: [(name: String, shape: [Int], count: Int)], metadata: [String: String] = [:],
+                              source: String) throws -> Data {
+        var header: [String: Any] = [:]
+        var offset = 0
+        for entry in tensors {
+            guard header[entry.name] == nil, entry.name != metadataKey else {
+                throw ModelFormatError(source: source, message: "duplicate or reserved tensor name '\(entry.name)'")
+            }
+            guard entry.shape.allSatisfy({ $0 >= 0 }), entry.shape.reduce(1, *) == entry.count else {
+                throw ModelFormatError(source: source, message: "tensor '\(entry.name)': shape \(entry.shape) does not hold \(entry.count) values")
+            }
+            let bytes = entry.count * MemoryLayout<Float>.size
+            header[entry.name] = ["dtype": SafeTensorsDType.f32.rawValue, "shape": entry.shape, "data_offsets": [offset, offset + bytes]]
+            offset += bytes
+        }
+        if !metadata.isEmpty { header[metadataKey] = metadata }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        // Pad with spaces so the tensor data starts 8-byte aligned (as the reference writer does).
+        json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8))
+        var prefix = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { prefix.append(contentsOf: $0) }
+        return prefix + json
     }
 
     private static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {

@@ -36,11 +36,7 @@ final class ResumeTests: XCTestCase {
     /// writes a checkpoint there and exits 0 with the run `interrupted`; resuming from that checkpoint
     /// ends with the uninterrupted run's weights, bit for bit.
     func testSIGTERMCheckpointsAfterTheCurrentStepAndResumesBitwise() throws {
-        let reference = try RunFixture(), stopped = try RunFixture()
-        try reference.writeTinyDPO(shortRun)
-        try stopped.writeTinyDPO(shortRun)
-        let full = try reference.keel(["run", reference.recipe.path])
-        XCTAssertEqual(full.status, 0, full.error)
+        let (reference, stopped) = try completedAndFreshFixtures(shortRun)
 
         let first = try stopped.keel(["run", stopped.recipe.path], fault: "term-after-step:13")
         XCTAssertEqual(first.status, 0, "a stopped run exits cleanly: \(first.error)")
@@ -50,23 +46,64 @@ final class ResumeTests: XCTestCase {
         let stopStep = try XCTUnwrap(try stopped.store().latestCompleteCheckpoint(runID)?.step)
         XCTAssertTrue((13...15).contains(stopStep), "checkpoint at step \(stopStep), expected 13…15 (checkpoint_every is 10)")
 
-        let last = try stopped.keel(["resume", runID])
-        XCTAssertEqual(last.status, 0, last.error)
-        XCTAssertTrue(last.output.contains("continuing from checkpoint step \(stopStep)"), last.output)
+        try assertResumeEndsLike(reference, resuming: stopped, runID, fromStep: stopStep)
+    }
+
+    /// Checkpoints are written in the background while training goes on. A SIGKILL in the middle of
+    /// step 20's write, once the trainer has already finished step 21, leaves step 20 incomplete (and
+    /// ignored); the resumed run continues from step 10 and ends with the uninterrupted run's weights,
+    /// bit for bit, with each step's metrics once.
+    func testKillDuringBackgroundCheckpointWriteResumesBitwise() throws {
+        let (reference, interrupted) = try completedAndFreshFixtures(shortRun)
+        let first = try interrupted.keel(["run", interrupted.recipe.path], fault: "kill-in-checkpoint-while-training:20")
+        XCTAssertTrue(first.killedBySignal, "expected SIGKILL; status \(first.status) \(first.error)")
+        let runID = try interrupted.onlyRunID()
+        XCTAssertEqual(try interrupted.store().checkpoints(runID).filter(\.isComplete).map(\.step), [10])
+        let recorded = try interrupted.store().metricSeries(runID, split: .train, name: TrainMetric.loss).map(\.step)
+        // The kill follows step 21 by a moment (the low-priority writer polls), at the latest at step 30,
+        // where training waits for the write.
+        XCTAssertTrue((21...30).contains(recorded.last ?? 0), "training went on during step 20's checkpoint write: \(recorded)")
+        let checkpointsDirectory = interrupted.varDirectory.appendingPathComponent("runs/\(runID)/checkpoints")
+        XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: checkpointsDirectory.path).contains { $0.hasPrefix("step-20.tmp-") })
+        // Nobody recorded the kill, but `keel status` sees that the run's process is gone.
+        XCTAssertEqual(try interrupted.store().run(runID)?.status, .running)
+        let status = try interrupted.keel(["status", runID, "--json"])
+        XCTAssertEqual(status.status, 0, status.error)
+        let shown = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [[String: Any]])?.first)
+        XCTAssertEqual(shown["status"] as? String, "interrupted")
+        XCTAssertEqual(shown["recorded_status"] as? String, "running")
+
+        try assertResumeEndsLike(reference, resuming: interrupted, runID, fromStep: 10)
+        XCTAssertEqual(try interrupted.store().checkpoints(runID).filter(\.isComplete).map(\.step), [30, 40])
+    }
+
+    /// Two fixtures with the same tiny-dpo variant: the first has run it uninterrupted, the second is fresh.
+    private func completedAndFreshFixtures(_ recipe: [(String, String)]) throws -> (completed: RunFixture, fresh: RunFixture) {
+        let completed = try RunFixture(), fresh = try RunFixture()
+        try completed.writeTinyDPO(recipe)
+        try fresh.writeTinyDPO(recipe)
+        let full = try completed.keel(["run", completed.recipe.path])
+        XCTAssertEqual(full.status, 0, full.error)
+        return (completed, fresh)
+    }
+
+    /// `keel resume runID` in `resumed` continues from `fromStep` and ends with `reference`'s final
+    /// weights, bit for bit, and with each of the 40 steps' training metrics once.
+    private func assertResumeEndsLike(_ reference: RunFixture, resuming resumed: RunFixture, _ runID: String, fromStep: Int,
+                                      file: StaticString = #filePath, line: UInt = #line) throws {
+        let last = try resumed.keel(["resume", runID])
+        XCTAssertEqual(last.status, 0, last.error, file: file, line: line)
+        XCTAssertTrue(last.output.contains("continuing from checkpoint step \(fromStep)"), last.output, file: file, line: line)
         func finalWeights(_ fixture: RunFixture) throws -> Data {
             try Data(contentsOf: fixture.varDirectory.appendingPathComponent("runs/\(try fixture.onlyRunID())/export/model.safetensors"))
         }
-        XCTAssertEqual(try finalWeights(stopped), try finalWeights(reference), "final weights differ")
-        XCTAssertEqual(try stopped.store().metricSeries(runID, split: .train, name: TrainMetric.loss).map(\.step), Array(1...40))
+        XCTAssertEqual(try finalWeights(resumed), try finalWeights(reference), "final weights differ", file: file, line: line)
+        XCTAssertEqual(try resumed.store().metricSeries(runID, split: .train, name: TrainMetric.loss).map(\.step), Array(1...40),
+                       file: file, line: line)
     }
 
     private func assertKilledAndResumedRunMatchesUninterruptedRun(_ recipe: [(String, String)]) throws {
-        let reference = try RunFixture(), interrupted = try RunFixture()
-        try reference.writeTinyDPO(recipe)
-        try interrupted.writeTinyDPO(recipe)
-        let full = try reference.keel(["run", reference.recipe.path])
-        XCTAssertEqual(full.status, 0, full.error)
-
+        let (reference, interrupted) = try completedAndFreshFixtures(recipe)
         let first = try interrupted.keel(["run", interrupted.recipe.path], fault: "kill-after-step:7")
         XCTAssertTrue(first.killedBySignal, "expected SIGKILL; status \(first.status) \(first.error)")
         let runID = try interrupted.onlyRunID()

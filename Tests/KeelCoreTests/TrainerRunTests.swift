@@ -134,9 +134,24 @@ final class TrainerRunTests: XCTestCase {
         let timing = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(finished.message.utf8)) as? [String: Double])
         let train = try XCTUnwrap(timing["train_seconds"])
         let sqlite = try XCTUnwrap(timing["store_seconds"]), checkpoints = try XCTUnwrap(timing["checkpoint_seconds"])
-        print(String(format: "bookkeeping at checkpoint_every 50, log_every 1: SQLite %.2f%%, checkpoints %.2f%% of %.1f s training",
-                     100 * sqlite / train, 100 * checkpoints / train, train))
+        let writes = try XCTUnwrap(timing["checkpoint_write_seconds"]), finalWait = try XCTUnwrap(timing["final_checkpoint_wait_seconds"])
+        print(String(format: "bookkeeping at checkpoint_every 50, log_every 1: SQLite %.2f%%, checkpoints %.2f%% of %.1f s training "
+                     + "(blocking the training thread); checkpoint writes %.3f s in the background, %.3f s waited for at the end",
+                     100 * sqlite / train, 100 * checkpoints / train, train, writes, finalWait))
         XCTAssertLessThan((sqlite + checkpoints) / train, 0.2)
+        // Every checkpoint, kept or pruned since, has its event with its cost on and off the training thread.
+        let events = try store.events(runID).filter { $0.kind == RunEvent.checkpoint }.map { event in
+            try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(event.message.utf8)) as? [String: Double])
+        }
+        XCTAssertEqual(events.compactMap { $0["step"] }, [50, 100, 150, 200])
+        let kept = Dictionary(uniqueKeysWithValues: try store.checkpoints(runID).map { ($0.step, $0.bytes) })
+        for event in events {
+            let step = try XCTUnwrap(event["step"].map(Int.init))
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(event["blocking_seconds"]), 0)
+            XCTAssertGreaterThan(try XCTUnwrap(event["write_seconds"]), 0)
+            if let bytes = kept[step] { XCTAssertEqual(event["bytes"].map(Int64.init), bytes, "step \(step)") }
+        }
+        XCTAssertEqual(events.reduce(0) { $0 + $1["blocking_seconds"]! }, checkpoints, accuracy: 1e-9)
 
         let exported = fixture.directory.appendingPathComponent("exported")
         let export = try fixture.keel(["export", runID, "--to", exported.path])

@@ -38,8 +38,12 @@ public struct PluginState: Codable, Equatable, Sendable {
 
     public init() {}
 
+    /// Keys sorted, so the same state gives the same bytes in every process (checkpoints of an
+    /// interrupted and an uninterrupted run compare equal file by file).
     public mutating func set<T: Encodable>(_ key: String, _ value: T) throws {
-        values[key] = try JSONEncoder().encode(value)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        values[key] = try encoder.encode(value)
     }
 
     public func get<T: Decodable>(_ type: T.Type, _ key: String) throws -> T {

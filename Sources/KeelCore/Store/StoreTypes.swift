@@ -61,6 +61,23 @@ public struct RunRecord: Equatable, Sendable {
     public var logPath: String?
 }
 
+extension RunRecord {
+    /// Whether the process recorded as the run's owner (`pid`, written with every heartbeat) still
+    /// exists on this machine; true while none is recorded yet. A process of another user counts as
+    /// alive (`kill` says EPERM, not ESRCH).
+    public var ownerIsAlive: Bool {
+        guard let pid else { return true }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    /// The status to show: a run still `running` in the store whose owner is gone was killed without a
+    /// word (SIGKILL, OOM on a foreground `keel run`; the daemon marks its own workers' runs itself), so
+    /// it is `interrupted` in fact, and `keel resume` takes it.
+    public var observedStatus: RunStatus {
+        status == .running && !ownerIsAlive ? .interrupted : status
+    }
+}
+
 /// All metrics of one split recorded at one step.
 public struct MetricsAtStep: Equatable, Sendable {
     public var step: Int

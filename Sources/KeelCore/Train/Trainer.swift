@@ -201,7 +201,6 @@ public final class Trainer: TrainingContext {
             }
             if step == totalSteps { try evaluateGenerations(observer: observer) }
             try observer.stepCompleted(step)
-            FaultInjection.afterStep(step)
             let checkpointDue = (config.checkpointEvery > 0 && step % config.checkpointEvery == 0) || step == totalSteps
             if checkpointDue { try observer.checkpoint(self) }
             if TrainingStop.isRequested && step < totalSteps {

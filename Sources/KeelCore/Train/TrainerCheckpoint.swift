@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Where the data loader stands: the next micro-batch starts at `position` of epoch `epoch`'s order.
 public struct DataCursor: Codable, Equatable, Sendable {
@@ -41,40 +42,30 @@ public enum TrainerCheckpointFile {
 }
 
 extension Trainer {
-    /// The files of a checkpoint of the current state, in write order (state.json last).
-    func checkpointFiles(scratch: URL) throws -> [CheckpointFile] {
-        var files = [try safetensorsFile(TrainerCheckpointFile.model, trainable.map { ($0.name, $0.tensor) }, scratch: scratch)]
-        let optimizerState = optimizer.state
-        let shapes = Dictionary(uniqueKeysWithValues: trainable.map { ($0.name, $0.tensor.shape) })
-        let arrays = optimizerState.namedArrays().sorted { $0.key < $1.key }.map { key, values -> (String, Tensor) in
-            let parameter = String(key[key.index(after: key.firstIndex(of: ".")!)...])
-            return (key, Tensor(shape: shapes[parameter] ?? [values.count], data: values))
+    /// The files of a checkpoint of the current state, in write order (state.json last). Every tensor is
+    /// first copied into `staging` and state.json is encoded now, so the files can be written on another
+    /// thread while training changes the weights and the optimizer's moments.
+    func checkpointFiles(staging: CheckpointStaging) throws -> [CheckpointFile] {
+        func staged(_ tensors: [(name: String, tensor: Tensor)], _ file: String) -> [(name: String, tensor: Tensor)] {
+            tensors.map { (name: $0.name, tensor: staging.copy($0.tensor, key: "\(file)/\($0.name)")) }
         }
-        files.append(try safetensorsFile(TrainerCheckpointFile.optimizer, arrays, scratch: scratch,
-                                         metadata: [TrainerCheckpointFile.optimizerStepCountKey: String(optimizerState.stepCount)]))
+        let model = try CheckpointFile.safetensors(TrainerCheckpointFile.model, staged(trainable.map { ($0.name, $0.tensor) }, TrainerCheckpointFile.model))
+        let step = step
+        var files = [CheckpointFile(name: model.name) { sink in
+            try model.write(sink)
+            FaultInjection.afterCheckpointFile(model.name, step: step)
+        }]
+        files.append(try .safetensors(TrainerCheckpointFile.optimizer,
+                                      staged(optimizer.stateBuffers.sorted { $0.name < $1.name }, TrainerCheckpointFile.optimizer),
+                                      metadata: [TrainerCheckpointFile.optimizerStepCountKey: String(optimizer.stepCount)]))
         if mutatesReference, let reference {
-            files.append(try safetensorsFile(TrainerCheckpointFile.reference, reference.parameters.map { ($0.name, $0.tensor) }, scratch: scratch))
+            files.append(try .safetensors(TrainerCheckpointFile.reference,
+                                          staged(reference.parameters.map { ($0.name, $0.tensor) }, TrainerCheckpointFile.reference)))
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         files.append(.data(TrainerCheckpointFile.state, try encoder.encode(try state())))
         return files
-    }
-
-    /// A safetensors file as a checkpoint file. `SafeTensors.write` only writes to a path, so the file is
-    /// written to `scratch` first and streamed into the checkpoint (which hashes and fsyncs it); a
-    /// streaming variant of `SafeTensors.write` would save that copy.
-    private func safetensorsFile(_ name: String, _ tensors: [(String, Tensor)], scratch: URL,
-                                 metadata: [String: String] = [:]) throws -> CheckpointFile {
-        CheckpointFile(name: name) { sink in
-            let path = scratch.appendingPathComponent(name).path
-            try SafeTensors.write(path: path, tensors: tensors.map { (name: $0.0, tensor: $0.1) }, metadata: metadata)
-            defer { try? FileManager.default.removeItem(atPath: path) }
-            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
-            defer { try? handle.close() }
-            while let chunk = try handle.read(upToCount: 1 << 24), !chunk.isEmpty { try sink.write(chunk) }
-            FaultInjection.afterCheckpointFile(name, step: self.step)
-        }
     }
 
     func state() throws -> TrainerState {
@@ -116,8 +107,11 @@ extension Trainer {
 }
 
 /// Test hooks for crash-safety tests, set through the environment of a `keel` child process:
-/// `KEEL_FAULT=kill-after-step:N` (SIGKILL after step N's metrics are recorded, before its checkpoint)
-/// or `KEEL_FAULT=kill-in-checkpoint:N` (SIGKILL after the first file of step N's checkpoint is written).
+/// `KEEL_FAULT=kill-after-step:N` (SIGKILL after step N's metrics are recorded, before its checkpoint,
+/// with the earlier checkpoints' background writes finished),
+/// `KEEL_FAULT=kill-in-checkpoint:N` (SIGKILL after the first file of step N's checkpoint is written) or
+/// `KEEL_FAULT=kill-in-checkpoint-while-training:N` (the same, but only once the trainer has finished
+/// step N + 1 meanwhile: the write is in the background and training went on).
 /// Unset (always, outside tests), they do nothing.
 enum FaultInjection {
     static let variable = "KEEL_FAULT"
@@ -126,16 +120,31 @@ enum FaultInjection {
               let step = Int(value[value.index(after: colon)...]) else { return nil }
         return (String(value[..<colon]), step)
     }()
+    private static let lastCompletedStep = Atomic<Int>(0)
 
-    /// `kill-after-step:N` SIGKILLs the process after step N; `term-after-step:N` sends it SIGTERM, which
-    /// takes the real signal path of a cooperative stop (`TrainingStop`).
-    static func afterStep(_ step: Int) {
+    /// `kill-after-step:N` SIGKILLs the process after step N, once `settleCheckpoints` has waited for the
+    /// checkpoint writes already started (so a test knows where a resume continues; the kills during a
+    /// write are the other faults); `term-after-step:N` sends it SIGTERM, which takes the real signal
+    /// path of a cooperative stop (`TrainingStop`).
+    static func afterStep(_ step: Int, settleCheckpoints: () -> Void) {
+        guard let fault else { return }
+        lastCompletedStep.store(step, ordering: .releasing)
+        if fault.kind == "kill-after-step", fault.step == step { settleCheckpoints() }
         killIf("kill-after-step", step)
         killIf("term-after-step", step, signal: SIGTERM)
     }
 
+    /// Called by the checkpoint writer (a background thread) after each file of step `step`'s checkpoint.
     static func afterCheckpointFile(_ name: String, step: Int) {
-        if name == TrainerCheckpointFile.model { killIf("kill-in-checkpoint", step) }
+        guard let fault, name == TrainerCheckpointFile.model else { return }
+        killIf("kill-in-checkpoint", step)
+        if fault.kind == "kill-in-checkpoint-while-training", fault.step == step {
+            // Bounded: if training cannot go on (it waits for this very write), kill anyway; the test's
+            // check that step N + 1 was recorded then fails instead of the run hanging.
+            let deadline = Date().addingTimeInterval(60)
+            while lastCompletedStep.load(ordering: .acquiring) <= step, Date() < deadline { usleep(1000) }
+            kill(getpid(), SIGKILL)
+        }
     }
 
     private static func killIf(_ kind: String, _ step: Int, signal: Int32 = SIGKILL) {

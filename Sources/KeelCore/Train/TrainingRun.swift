@@ -13,8 +13,6 @@ public struct RunLayout: Sendable {
     public func report(_ runID: String) -> URL { run(runID).appendingPathComponent("report.md") }
     /// The final model as a Hugging Face folder, written when the run completes.
     public func export(_ runID: String) -> URL { run(runID).appendingPathComponent("export", isDirectory: true) }
-    /// Safetensors files being assembled for a checkpoint (streamed from here into the checkpoint).
-    func scratch(_ runID: String) -> URL { run(runID).appendingPathComponent(".scratch", isDirectory: true) }
 }
 
 /// `events.kind` values written by training runs.
@@ -29,6 +27,10 @@ public enum RunEvent {
     public static let exampleScores = "example-scores"
     /// Greedy answers to held-out prompts at one step: `GenerationsEvent`.
     public static let generations = "generations"
+    /// A checkpoint became complete: its step, bytes, the seconds the training thread was held up by it
+    /// (`blocking_seconds`: `wait_seconds` for the previous write plus `stage_seconds` copying the state)
+    /// and the seconds its background write took.
+    public static let checkpoint = "checkpoint"
 }
 
 /// The `example-scores` event: which training examples a ranking filter kept, and every score it gave.
@@ -43,6 +45,21 @@ public struct GenerationsEvent: Codable, Equatable {
     public let answers: [GeneratedAnswer]
 }
 
+/// The `checkpoint` event's message.
+struct CheckpointEvent: Encodable {
+    let step: Int
+    let bytes: Int64
+    let blockingSeconds: Double
+    let waitSeconds: Double
+    let stageSeconds: Double
+    let writeSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case step, bytes, blockingSeconds = "blocking_seconds", waitSeconds = "wait_seconds", stageSeconds = "stage_seconds"
+        case writeSeconds = "write_seconds"
+    }
+}
+
 /// One run of the trainer, in the foreground, recorded in the store: `keel run` starts one, `keel resume`
 /// continues one from its latest complete checkpoint. It is the trainer's observer: metrics go to the
 /// store, checkpoints to `runs/<id>/checkpoints/step-N/`, progress to the display.
@@ -53,8 +70,13 @@ public final class TrainingRun: TrainingObserver {
     let checkpoints: RunCheckpoints
     let display: ProgressDisplay
     private var lastHeartbeat = Date.distantPast
-    /// Seconds spent writing to SQLite and writing checkpoints (reported as a share of the run).
+    private let checkpointWriter = BackgroundCheckpointWriter()
+    let staging = CheckpointStaging()
+    /// Seconds the training thread spent writing to SQLite and on checkpoints (waiting for the previous
+    /// write, copying the state), reported as shares of the training time.
     public private(set) var storeSeconds = 0.0, checkpointSeconds = 0.0
+    /// Seconds the background thread spent writing checkpoints (not on the training thread's path).
+    public var checkpointWriteSeconds: Double { checkpointWriter.busySeconds }
 
     init(store: KeelStore, runID: String, layout: RunLayout, keepCheckpoints: Int, display: ProgressDisplay) throws {
         self.store = store
@@ -94,7 +116,7 @@ public final class TrainingRun: TrainingObserver {
         let store = try KeelStore(path: layout.store)
         guard let record = try store.run(runID) else { throw StoreError.unknownRun(runID) }
         if record.status == .completed { throw TrainerError("run \(runID) has already completed; nothing to resume") }
-        if record.status == .running, let pid = record.pid, kill(pid, 0) == 0,
+        if record.status == .running, let pid = record.pid, record.ownerIsAlive,
            let heartbeat = record.heartbeatAt, Date().timeIntervalSince(heartbeat) < 60 {
             throw TrainerError("run \(runID) is running (pid \(pid), last heartbeat \(Int(Date().timeIntervalSince(heartbeat))) s ago)")
         }
@@ -123,6 +145,7 @@ public final class TrainingRun: TrainingObserver {
     private static func execute(store: KeelStore, runID: String, graph: PluginGraph, layout: RunLayout,
                                 display: ProgressDisplay) throws {
         let pid = ProcessInfo.processInfo.processIdentifier
+        var run: TrainingRun?
         do {
             try store.setStatus(runID, .running)
             try store.heartbeat(runID, pid: pid)
@@ -133,41 +156,57 @@ public final class TrainingRun: TrainingObserver {
             for report in trainer.dataReports where !report.exampleScores.isEmpty {
                 try store.recordEvent(runID, kind: RunEvent.exampleScores, ExampleScoresEvent(node: report.node, scores: report.exampleScores))
             }
-            let run = try TrainingRun(store: store, runID: runID, layout: layout,
-                                      keepCheckpoints: graph.recipe.trainingConfig.keepCheckpoints, display: display)
-            try run.checkpoints.recoverAfterCrash()
-            if let checkpoint = try run.checkpoints.latest() {
+            let training = try TrainingRun(store: store, runID: runID, layout: layout,
+                                           keepCheckpoints: graph.recipe.trainingConfig.keepCheckpoints, display: display)
+            run = training
+            try training.checkpoints.recoverAfterCrash()
+            if let checkpoint = try training.checkpoints.latest() {
                 try trainer.restore(from: checkpoint)
                 try store.recordEvent(runID, kind: RunEvent.resumed, ["step": checkpoint.step])
                 display.line("continuing from checkpoint step \(checkpoint.step) of \(trainer.totalSteps)")
             }
+            // Staging the start state allocates (and faults in) the staging buffers now, so that a
+            // checkpoint in the loop costs only the copy (SmolLM2: 1.6 GB of fresh pages took seconds).
+            _ = try trainer.checkpointFiles(staging: training.staging)
             display.begin(totalSteps: trainer.totalSteps, fromStep: trainer.step)
             let started = Date()
-            try trainer.train(observer: run)
+            try trainer.train(observer: training)
             let trainSeconds = Date().timeIntervalSince(started)
             display.end()
+            // The export overlaps the final checkpoint's background write (the weights no longer change).
             try export(trainer.policy, rewardHead: trainer.rewardModel?.score, tokenizer: trainer.tokenizer, to: layout.export(runID))
             if let report = try GenerationReport(store: store, runID: runID) {
                 try Data(report.markdown.utf8).write(to: layout.report(runID), options: .atomic)
                 display.line(report.summary + "; answers in " + layout.report(runID).path)
             }
-            try? FileManager.default.removeItem(at: layout.scratch(runID))
-            let bookkeeping = (run.storeSeconds + run.checkpointSeconds) / max(trainSeconds, 1e-9)
+            let waitStarted = Date()
+            try training.finishCheckpointWrites()
+            let finalWaitSeconds = Date().timeIntervalSince(waitStarted)
+            let (storeShare, checkpointShare) = (training.storeSeconds / max(trainSeconds, 1e-9), training.checkpointSeconds / max(trainSeconds, 1e-9))
             try store.recordEvent(runID, kind: RunEvent.finished, [
-                "train_seconds": trainSeconds, "store_seconds": run.storeSeconds, "checkpoint_seconds": run.checkpointSeconds,
+                "train_seconds": trainSeconds, "store_seconds": training.storeSeconds, "checkpoint_seconds": training.checkpointSeconds,
+                "checkpoint_write_seconds": training.checkpointWriteSeconds, "final_checkpoint_wait_seconds": finalWaitSeconds,
             ])
             try store.setStatus(runID, .completed)
-            display.line(String(format: "done: %d steps in %.1f s (SQLite %.1f%%, checkpoints %.1f%% of it); model in %@",
-                                trainer.totalSteps, trainSeconds, 100 * run.storeSeconds / max(trainSeconds, 1e-9),
-                                100 * run.checkpointSeconds / max(trainSeconds, 1e-9), layout.export(runID).path)
-                         + (bookkeeping > 0.25 ? " — bookkeeping is a large share; raise checkpoint_every/log_every" : ""))
+            display.line(String(format: "done: %d steps in %.1f s (SQLite %.2f%%, checkpoints %.2f%% of it; checkpoint writes %.1f s in the background); model in %@",
+                                trainer.totalSteps, trainSeconds, 100 * storeShare, 100 * checkpointShare, training.checkpointWriteSeconds,
+                                layout.export(runID).path)
+                         + (storeShare + checkpointShare > 0.25 ? " — bookkeeping is a large share; raise checkpoint_every/log_every" : ""))
         } catch let stopped as TrainingStopped {
             display.end()
+            do {
+                try run?.finishCheckpointWrites()
+            } catch {
+                try? store.setStatus(runID, .failed, error: "\(error)")
+                throw error
+            }
             try store.setStatus(runID, .interrupted)
             try store.recordEvent(runID, kind: RunEvent.stopped, ["step": stopped.step])
             display.line("\(stopped); continue with `keel resume \(runID)`")
         } catch {
             display.end()
+            // A checkpoint already handed to the writer still becomes complete (resume starts there).
+            try? run?.finishCheckpointWrites()
             try? store.setStatus(runID, .failed, error: "\(error)")
             throw error
         }
@@ -212,18 +251,39 @@ public final class TrainingRun: TrainingObserver {
         try store.recordEvent(runID, kind: RunEvent.generations, GenerationsEvent(step: step, answers: answers))
     }
 
+    /// Stages the state on the training thread (after the previous write, if still in flight, is done)
+    /// and writes it in the background: files, hashes, fsync, rename, then the store's completion mark
+    /// and the `checkpoint` event. A crash before the mark leaves debris that resume ignores.
     public func checkpoint(_ trainer: Trainer) throws {
         let started = Date()
-        let scratch = layout.scratch(runID)
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-        try checkpoints.save(step: trainer.step, files: trainer.checkpointFiles(scratch: scratch))
-        try heartbeat(step: trainer.step)
-        checkpointSeconds += Date().timeIntervalSince(started)
+        try checkpointWriter.wait()
+        let waitSeconds = Date().timeIntervalSince(started)
+        let step = trainer.step
+        let files = try trainer.checkpointFiles(staging: staging)
+        let stageSeconds = Date().timeIntervalSince(started) - waitSeconds
+        checkpointSeconds += waitSeconds + stageSeconds
+        try checkpointWriter.start { [checkpoints, store, runID] in
+            let writeStarted = Date()
+            let completed = try checkpoints.save(step: step, files: files)
+            try store.recordEvent(runID, kind: RunEvent.checkpoint, CheckpointEvent(
+                step: step, bytes: completed.bytes, blockingSeconds: waitSeconds + stageSeconds,
+                waitSeconds: waitSeconds, stageSeconds: stageSeconds,
+                writeSeconds: Date().timeIntervalSince(writeStarted)))
+        }
+        let heartbeatStarted = Date()
+        try heartbeat(step: step)
+        storeSeconds += Date().timeIntervalSince(heartbeatStarted)
+    }
+
+    /// Waits for the checkpoint write in flight; throws if it failed. Call before the run ends.
+    func finishCheckpointWrites() throws {
+        try checkpointWriter.wait()
     }
 
     /// Heartbeats at most every 2 s, so that a slow run with a long `log_every` still looks alive to the
     /// daemon (which marks runs without heartbeats as interrupted).
     public func stepCompleted(_ step: Int) throws {
+        defer { FaultInjection.afterStep(step, settleCheckpoints: checkpointWriter.waitUntilIdle) }
         guard Date().timeIntervalSince(lastHeartbeat) >= 2 else { return }
         let started = Date()
         try heartbeat(step: step)

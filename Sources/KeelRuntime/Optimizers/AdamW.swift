@@ -61,6 +61,10 @@ public final class AdamW: Optimizer {
         ])
     }
 
+    public var stateBuffers: [(name: String, tensor: Tensor)] {
+        firstMoments.named(parameters) + secondMoments.named(parameters)
+    }
+
     public func loadState(_ state: OptimizerState) throws {
         guard state.stepCount >= 0 else { throw OptimizerStateError("AdamW state: negative step count \(state.stepCount)") }
         try StateSlot.load([firstMoments, secondMoments], from: state, parameters: parameters)

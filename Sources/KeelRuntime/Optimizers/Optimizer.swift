@@ -16,6 +16,10 @@ public protocol Optimizer: AnyObject {
     func step()
     /// A snapshot of the step count and every per-parameter buffer, for checkpoints.
     var state: OptimizerState { get }
+    /// The per-parameter buffers themselves, not copies, named as in `OptimizerState.namedArrays()`
+    /// (`<slot>.<parameter>`): a checkpoint copies them into memory it reuses instead of allocating
+    /// `state`'s arrays every time. The next `step()` changes them.
+    var stateBuffers: [(name: String, tensor: Tensor)] { get }
     /// Restores a snapshot taken by `state`; throws when it does not fit these parameters.
     func loadState(_ state: OptimizerState) throws
 }
@@ -98,6 +102,11 @@ struct StateSlot {
     init(name: String, parameters: Parameters) {
         self.name = name
         buffers = parameters.map { Tensor(zeros: $0.tensor.shape) }
+    }
+
+    /// This slot's buffers named `<slot>.<parameter>` (`OptimizerState.namedArrays()`'s keys).
+    func named(_ parameters: Parameters) -> [(name: String, tensor: Tensor)] {
+        zip(parameters, buffers).map { (name: "\(name).\($0.name)", tensor: $1) }
     }
 
     func export(_ parameters: Parameters) -> [String: [Float]] {

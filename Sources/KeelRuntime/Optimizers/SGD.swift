@@ -40,6 +40,8 @@ public final class SGD: Optimizer {
         OptimizerState(stepCount: stepCount, slots: [momentumBuffers.name: momentumBuffers.export(parameters)])
     }
 
+    public var stateBuffers: [(name: String, tensor: Tensor)] { momentumBuffers.named(parameters) }
+
     public func loadState(_ state: OptimizerState) throws {
         guard state.stepCount >= 0 else { throw OptimizerStateError("SGD state: negative step count \(state.stepCount)") }
         try StateSlot.load([momentumBuffers], from: state, parameters: parameters)
