@@ -23,9 +23,12 @@ import KeelCore
 ///
 /// The margin, not the accuracy, is asserted: on 128 held-out HH pairs a 90k-parameter byte-level model
 /// reaches accuracies of only 0.50–0.58 in this budget (printed), too close to chance to assert without
-/// flakiness, while the margin is what the losses optimise. A loss with its sign flipped ascends −h and
-/// drives the margin negative; a loss whose gradient does not reach the policy leaves it at 0 (simpo:
-/// where it started); both fail.
+/// flakiness, while the margin is what the losses optimise. Besides, each example's eval loss (its own
+/// objective on held-out pairs; rpo: dpo + sft) must fall below the step-0 value. With the trainer's
+/// loss sign flipped (tried locally, before the eval-loss check existed), the margin check failed every
+/// example but cdpo: its flipped loss pushes each pair away from h = 0, whichever side it is on, and its
+/// mean margin rose to 2.2 with |βh| in the units where the cdpo loss exceeds log 2 — what the eval-loss
+/// check catches. A loss whose gradient does not reach the policy leaves the margin at 0 and fails too.
 final class MethodLearningTests: XCTestCase {
     static let hh = MethodRecipeTests.root.appendingPathComponent("../shared/data/hh-harmless-1800.jsonl").standardized
 
@@ -106,7 +109,7 @@ final class MethodLearningTests: XCTestCase {
     }
 
     static func summary(_ metrics: [String: Double]) -> String {
-        metrics.filter { $0.key.hasSuffix("margins") || $0.key.hasSuffix("accuracies") || $0.key.hasSuffix("sft/loss") }
+        metrics.filter { $0.key.hasSuffix("margins") || $0.key.hasSuffix("accuracies") || $0.key.hasSuffix("loss") }
             .sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: ", ")
     }
 
@@ -124,13 +127,24 @@ final class MethodLearningTests: XCTestCase {
     // MARK: Assertions
 
     /// Reference-based losses: policy = reference at step 0, so margin and accuracy start at exactly 0;
-    /// afterwards the mean eval margin must be clearly positive.
+    /// afterwards the mean eval margin must be clearly positive and, with `lossFalls`, the eval loss
+    /// (the method's own objective on held-out pairs) below its step-0 value.
     func assertLearnsAgainstReference(_ before: [String: Double], _ after: [String: Double], prefix: String = "",
-                                      file: StaticString = #filePath, line: UInt = #line) throws {
+                                      lossFalls: Bool = true, file: StaticString = #filePath, line: UInt = #line) throws {
+        if lossFalls { try assertEvalLossFalls(before, after, file: file, line: line) }
         let margins = prefix + PairwiseMetrics.rewardsMargins, accuracies = prefix + PairwiseMetrics.rewardsAccuracies
         XCTAssertEqual(try XCTUnwrap(before[margins], file: file, line: line), 0, file: file, line: line)
         XCTAssertEqual(try XCTUnwrap(before[accuracies], file: file, line: line), 0, file: file, line: line)
         XCTAssertGreaterThan(try XCTUnwrap(after[margins], file: file, line: line), Thresholds.margin, file: file, line: line)
+    }
+
+    /// The mean margin alone is not enough: cdpo with its sign flipped pushes every pair away from h = 0,
+    /// whichever way it lies, and its mean margin rose (to 2.2) while its loss must rise.
+    func assertEvalLossFalls(_ before: [String: Double], _ after: [String: Double],
+                             file: StaticString = #filePath, line: UInt = #line) throws {
+        let (lossBefore, lossAfter) = (try XCTUnwrap(before[TrainMetric.loss], file: file, line: line),
+                                       try XCTUnwrap(after[TrainMetric.loss], file: file, line: line))
+        XCTAssertLessThan(lossAfter, lossBefore, "eval loss", file: file, line: line)
     }
 
     /// Set from the measured runs (β·h margins 0.011–0.10 for the dpo family, SimPO rises of 0.10–0.11,
@@ -174,7 +188,7 @@ final class MethodLearningTests: XCTestCase {
 
     func testRPOLearnsThePreferenceAndTheChosenReplies() throws {
         let run = try learn("rpo.yaml")
-        try assertLearnsAgainstReference(run.before, run.after, prefix: "dpo/")
+        try assertLearnsAgainstReference(run.before, run.after, prefix: "dpo/")   // the total dpo + sft loss
         let (nllBefore, nllAfter) = (try XCTUnwrap(run.before["sft/loss"]), try XCTUnwrap(run.after["sft/loss"]))
         XCTAssertLessThan(nllAfter, nllBefore - Thresholds.sftLossDrop, "chosen-reply NLL \(nllBefore) → \(nllAfter)")
     }
@@ -191,6 +205,7 @@ final class MethodLearningTests: XCTestCase {
         let before = try XCTUnwrap(run.before[PairwiseMetrics.rewardsMargins], file: file, line: line)
         let after = try XCTUnwrap(run.after[PairwiseMetrics.rewardsMargins], file: file, line: line)
         XCTAssertGreaterThan(after, before + Thresholds.simpoMarginRise, file: file, line: line)
+        try assertEvalLossFalls(run.before, run.after, file: file, line: line)
     }
 
     /// Soft TR-DPO (τ = 1): a sync after every step, the reference trailing the policy.
@@ -199,7 +214,8 @@ final class MethodLearningTests: XCTestCase {
         XCTAssertEqual(run.lastTrain["ref/sync_count"], Double(Budget.steps))
         let againstStart = try evaluateAgainstStartingModel(run)
         print("tr-dpo-soft.yaml: against the starting model \(Self.summary(againstStart))")
-        try assertLearnsAgainstReference(run.before, againstStart)
+        try assertLearnsAgainstReference(run.before, againstStart, lossFalls: false)
+        try assertEvalLossFalls(run.before, run.after)
     }
 
     /// Hard TR-DPO: the budget's last step is a multiple of τ, so the final evaluation comes right after a
@@ -213,6 +229,6 @@ final class MethodLearningTests: XCTestCase {
         XCTAssertEqual(run.after[PairwiseMetrics.rewardsAccuracies], 0)
         let againstStart = try evaluateAgainstStartingModel(run)
         print("tr-dpo-hard.yaml: against the starting model \(Self.summary(againstStart))")
-        try assertLearnsAgainstReference(run.before, againstStart)
+        try assertLearnsAgainstReference(run.before, againstStart, lossFalls: false)
     }
 }
