@@ -156,34 +156,16 @@ final class MethodLearningTests: XCTestCase {
 
     // MARK: One test per example
 
-    func testDPOLearns() throws {
-        let run = try learn("dpo.yaml")
-        try assertLearnsAgainstReference(run.before, run.after)
-    }
+    func testDPOLearns() throws { try assertDPOFamilyLearns("dpo.yaml") }
+    func testIPOLearns() throws { try assertDPOFamilyLearns("ipo.yaml") }
+    func testCDPOLearns() throws { try assertDPOFamilyLearns("cdpo.yaml") }
+    func testRobustDPOLearns() throws { try assertDPOFamilyLearns("robust.yaml") }
+    func testHingeDPOLearns() throws { try assertDPOFamilyLearns("hinge.yaml") }
+    func testDPOWithPOETLearns() throws { try assertDPOFamilyLearns("dpo-poet.yaml") }
 
-    func testIPOLearns() throws {
-        let run = try learn("ipo.yaml")
-        try assertLearnsAgainstReference(run.before, run.after)
-    }
-
-    func testCDPOLearns() throws {
-        let run = try learn("cdpo.yaml")
-        try assertLearnsAgainstReference(run.before, run.after)
-    }
-
-    func testRobustDPOLearns() throws {
-        let run = try learn("robust.yaml")
-        try assertLearnsAgainstReference(run.before, run.after)
-    }
-
-    func testHingeDPOLearns() throws {
-        let run = try learn("hinge.yaml")
-        try assertLearnsAgainstReference(run.before, run.after)
-    }
-
-    func testDPOWithPOETLearns() throws {
-        let run = try learn("dpo-poet.yaml")
-        try assertLearnsAgainstReference(run.before, run.after)
+    func assertDPOFamilyLearns(_ example: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let run = try learn(example)
+        try assertLearnsAgainstReference(run.before, run.after, file: file, line: line)
     }
 
     func testRPOLearnsThePreferenceAndTheChosenReplies() throws {
@@ -193,13 +175,8 @@ final class MethodLearningTests: XCTestCase {
         XCTAssertLessThan(nllAfter, nllBefore - Thresholds.sftLossDrop, "chosen-reply NLL \(nllBefore) → \(nllAfter)")
     }
 
-    func testSimPOLearns() throws {
-        try assertSimPOLearns(try learn("simpo.yaml"))
-    }
-
-    func testSimPOWithPOETLearns() throws {
-        try assertSimPOLearns(try learn("simpo-poet.yaml"))
-    }
+    func testSimPOLearns() throws { try assertSimPOLearns(try learn("simpo.yaml")) }
+    func testSimPOWithPOETLearns() throws { try assertSimPOLearns(try learn("simpo-poet.yaml")) }
 
     func assertSimPOLearns(_ run: LearningRun, file: StaticString = #filePath, line: UInt = #line) throws {
         let before = try XCTUnwrap(run.before[PairwiseMetrics.rewardsMargins], file: file, line: line)
