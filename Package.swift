@@ -19,7 +19,7 @@ let kernelSettings: [SwiftSetting] = [
 /// Method plugins: one folder per method, Plugins/<Method>/<Method>.swift, each a target depending only on
 /// KeelCore, with its parity tests beside it in Plugins/<Method>/Tests (test target <Method>Tests).
 /// The keel executable depends on every one; Sources/KeelCLI/PluginsCommand.swift registers their types.
-let methodPlugins: [String] = ["DPO", "SimPO", "SFT", "RefSync", "POET", "RuleRewards", "VAR", "DEFT"]
+let methodPlugins: [String] = ["DPO", "SimPO", "SFT", "RefSync", "POET", "RuleRewards", "VAR", "DEFT", "GeneratePairs"]
 
 let package = Package(
     name: "Keel",
@@ -27,6 +27,10 @@ let package = Package(
     products: [
         .executable(name: "keel", targets: ["KeelCLI"]),
         .library(name: "KeelCore", targets: ["KeelCore"]),
+        // Keel's plugin API as a shared library: custom method plugins' tests link it (README "Writing a
+        // method plugin"). Plugin libraries themselves link no copy of Keel; `keel` exports its own symbols
+        // (below) so that a loaded plugin binds to keel's one copy of KeelCore's type metadata.
+        .library(name: "KeelPluginAPI", type: .dynamic, targets: ["KeelCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -55,14 +59,16 @@ let package = Package(
                 "KeelCore",
                 "KeelDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ] + methodPlugins.map { .target(name: $0) }),
+            ] + methodPlugins.map { .target(name: $0) },
+            // Exports every symbol of the executable (KeelCore's included) to plugin libraries it dlopens.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
 
         .testTarget(name: "KeelRuntimeTests", dependencies: ["KeelRuntime"]),
         .testTarget(name: "KeelModelsTests", dependencies: ["KeelModels"]),
         .testTarget(name: "KeelCoreTests", dependencies: ["KeelCore"]),
         .testTarget(name: "KeelDaemonTests", dependencies: ["KeelDaemon"]),
         // The `keel` registry with every method plugin: example recipes and graph rules on real declarations.
-        .testTarget(name: "KeelCLITests", dependencies: ["KeelCLI", "KeelCore", "DPO"]),
+        .testTarget(name: "KeelCLITests", dependencies: ["KeelCLI", "KeelCore", "DPO", "DEFT", "GeneratePairs"]),
     ] + methodPlugins.flatMap { name -> [Target] in [
         .target(name: name, dependencies: ["KeelCore"], path: "Plugins/\(name)", exclude: ["Tests"],
                 swiftSettings: kernelSettings),

@@ -5,11 +5,9 @@ import KeelCore
 /// pairs whose chosen completion the starting policy already leans towards the most, measured against the
 /// token statistics that separate chosen from rejected completions.
 ///
-/// With token ids after tokenisation (completions include EOS) over the pairs this node receives:
+/// With Q_diff = Q_pos − Q_neg the chosen-minus-rejected token distribution of the pairs this node
+/// receives (`DifferentialDistribution` in KeelCore):
 ///
-///     Q_pos(v) = count of v in all chosen completions / their total tokens       (a distribution over V)
-///     Q_neg(v) = the same over the rejected completions
-///     Q_diff   = Q_pos − Q_neg                                                      (Σ_v Q_diff(v) = 0)
 ///     R(x, y)  = (1/|y|) · Σ_t Σ_v pθ(v | x, y_<t) · Q_diff(v)                      (differential distribution reward)
 ///
 /// with pθ the starting policy, computed in one no-grad pass by the trainer's `PolicyScorer`. The score
@@ -68,22 +66,7 @@ public final class DEFTFilter: ModelScoredPairFilter {
 
     /// Q_diff = Q_pos − Q_neg [V] from the chosen and rejected completions' token counts, in Double.
     public static func differentialDistribution(_ pairs: [TokenizedPair], vocabularySize V: Int) throws -> [Double] {
-        var chosenCounts = [Double](repeating: 0, count: V), rejectedCounts = [Double](repeating: 0, count: V)
-        for pair in pairs {
-            for (tokens, name) in [(pair.chosen, "chosen"), (pair.rejected, "rejected")] {
-                if let bad = tokens.first(where: { $0 < 0 || $0 >= V }) {
-                    throw PluginInputError("deft: pair \(pair.id) has \(name) token id \(bad); expected ids in 0..<\(V) (the policy's vocabulary)")
-                }
-            }
-            for v in pair.chosen { chosenCounts[v] += 1 }
-            for v in pair.rejected { rejectedCounts[v] += 1 }
-        }
-        let (chosenTotal, rejectedTotal) = (chosenCounts.reduce(0, +), rejectedCounts.reduce(0, +))
-        guard chosenTotal > 0, rejectedTotal > 0 else {
-            throw PluginInputError("deft: the \(pairs.count) training pairs have \(Int(chosenTotal)) chosen and \(Int(rejectedTotal)) "
-                                 + "rejected completion tokens; expected some of each to estimate their distributions")
-        }
-        return (0..<V).map { chosenCounts[$0] / chosenTotal - rejectedCounts[$0] / rejectedTotal }
+        try DifferentialDistribution.of(pairs, vocabularySize: V, user: descriptor.name)
     }
 
     /// Indices of the `count` highest scores, in input order; ties go to the earlier index.

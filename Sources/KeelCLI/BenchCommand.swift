@@ -79,6 +79,9 @@ struct ModelBenchOptions: ParsableArguments {
     @Flag(help: "Add per-kernel times (Profiler) to each report.")
     var profile = false
 
+    @Flag(help: "dpo: score chosen and rejected as separate rows instead of sharing each pair's prompt (A/B).")
+    var separatePrompts = false
+
     @Flag(help: "Print one JSON object per measurement instead of text.")
     var json = false
 
@@ -102,6 +105,7 @@ struct ModelBenchOptions: ParsableArguments {
             options.iterations = iterations
             options.warmup = warmup
             options.profile = profile
+            options.sharesPrompt = !separatePrompts
             let report = try ModelBenchmark.run(options)
             if json {
                 let encoder = JSONEncoder()

@@ -38,10 +38,18 @@ struct DaemonCommand: ParsableCommand {
         configuration.workers = workers
         configuration.exitWhenIdle = exitWhenIdle
         configuration.stopTimeout = stopTimeout
-        let daemon = Daemon(configuration: configuration, registry: keelPluginRegistry()) { line in
+        let log: (String) -> Void = { line in
             // Unbuffered: the daemon's output usually goes to a file or the journal.
             FileHandle.standardOutput.write(Data("\(daemonTimestamp()) \(line)\n".utf8))
         }
+        // Rescanned before each recipe is validated: plugin files installed while the daemon runs are used
+        // without a restart (workers, new processes, load the folder afresh).
+        let plugins = PluginLibraryLoader(directory: customPluginDirectory(varDirectory.layout), probe: checkPluginInChildProcess)
+        let daemon = Daemon(configuration: configuration, registry: {
+            let (registry, problems) = plugins.registry(extending: keelPluginRegistry())
+            for problem in problems { log("\(problem); skipped") }
+            return registry
+        }, log: log)
         try runReportingErrors { try daemon.run() }
     }
 }

@@ -19,7 +19,7 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let destination = URL(fileURLWithPath: to)
-            try TrainingRun.export(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(), to: destination)
+            try TrainingRun.export(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout), to: destination)
             print("exported \(runID) to \(destination.path)")
         }
     }

@@ -10,17 +10,24 @@ struct PlanCommand: ParsableCommand {
     @Argument(help: "A recipe file (YAML).")
     var file: String
 
+    @OptionGroup var varDirectory: VarDirectoryOption
+
     @Flag(help: "Also run the data nodes and report what each produced, skipped and flagged.")
     var data = false
 
     func run() throws {
         let graph: PluginGraph
-        do { graph = try RecipeLoader(registry: keelPluginRegistry()).load(URL(fileURLWithPath: file), displayName: file) } catch let errors as RecipeErrors {
+        do { graph = try RecipeLoader(registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout)).load(URL(fileURLWithPath: file), displayName: file) } catch let errors as RecipeErrors {
             printError(errors.description)
             throw ExitCode.failure
         }
         print(graph.planText())
         guard data else { return }
+        if let node = graph.recipe.data.first(where: { $0.type is any PolicySampledSource.Type }) {
+            print("data: not run: \(node.label) samples its examples from the model when a run starts, "
+                  + "and planning does not load the model")
+            return
+        }
         do {
             let dataset = try graph.instantiate().loadData(seed: graph.recipe.trainingConfig.seed)
             print("data: \(dataset.train.count) training, \(dataset.eval.count) evaluation examples")

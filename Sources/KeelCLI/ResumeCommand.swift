@@ -18,7 +18,7 @@ struct ResumeCommand: ParsableCommand {
     func run() throws {
         TrainingStop.installSignalHandlers()   // SIGTERM/SIGINT: checkpoint after this step, then stop
         try runReportingErrors {
-            try TrainingRun.resume(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(), force: force,
+            try TrainingRun.resume(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout), force: force,
                                    display: ProgressDisplay())
         }
     }

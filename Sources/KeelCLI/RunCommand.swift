@@ -4,7 +4,7 @@ import KeelCore
 
 /// Options every run command shares: where the store and run directories live.
 struct VarDirectoryOption: ParsableArguments {
-    @Option(name: .customLong("var"), help: "Folder holding keel.db and runs/ (default: ./var).")
+    @Option(name: .customLong("var"), help: "Folder holding keel.db, runs/ and plugins/ (default: ./var).")
     var directory = "var"
 
     var layout: RunLayout { RunLayout(varDirectory: URL(fileURLWithPath: directory).standardizedFileURL) }
@@ -36,7 +36,7 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         TrainingStop.installSignalHandlers()   // SIGTERM/SIGINT: checkpoint after this step, then stop
         try runReportingErrors {
-            try TrainingRun.start(recipePath: file, layout: varDirectory.layout, registry: keelPluginRegistry(),
+            try TrainingRun.start(recipePath: file, layout: varDirectory.layout, registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout),
                                   display: ProgressDisplay())
         }
     }

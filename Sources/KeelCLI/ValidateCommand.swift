@@ -10,8 +10,10 @@ struct ValidateCommand: ParsableCommand {
     @Argument(help: "Recipe files (YAML).")
     var files: [String]
 
+    @OptionGroup var varDirectory: VarDirectoryOption
+
     func run() throws {
-        let loader = RecipeLoader(registry: keelPluginRegistry())
+        let loader = RecipeLoader(registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout))
         var failed = 0
         for file in files {
             do {

@@ -27,7 +27,10 @@ struct WorkerCommand: ParsableCommand {
                 throw DaemonError("run \(runID) is \(record.status.rawValue); a worker only trains queued or interrupted runs")
             }
             WorkerFault.apply(runID: runID)
-            try TrainingRun.resume(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(), force: false,
+            // Each plugin library is checked in a child process first: one that crashes as it registers is
+            // skipped rather than failing every run.
+            let registry = keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout, checkingInChildProcess: true)
+            try TrainingRun.resume(runID: runID, layout: varDirectory.layout, registry: registry, force: false,
                                    display: ProgressDisplay(isTerminal: false))
         }
     }

@@ -9,7 +9,7 @@ struct KeelCommand: ParsableCommand {
         version: Keel.version,
         subcommands: [RunCommand.self, ResumeCommand.self, StatusCommand.self, ExportCommand.self,
                       DaemonCommand.self, WorkerCommand.self, LogsCommand.self, CancelCommand.self,
-                      ValidateCommand.self, PlanCommand.self, PluginsCommand.self,
+                      ValidateCommand.self, PlanCommand.self, PluginsCommand.self, PluginCommand.self,
                       GenerateCommand.self, ScoreCommand.self, BenchCommand.self])
 }
 

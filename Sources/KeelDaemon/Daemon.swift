@@ -42,7 +42,8 @@ public struct DaemonConfiguration: Sendable {
 public final class Daemon: @unchecked Sendable {
     public let configuration: DaemonConfiguration
     public let layout: RunLayout
-    let registry: PluginRegistry
+    /// The plugins a recipe may use, asked for each time one is validated (custom plugins can appear).
+    let registry: () -> PluginRegistry
     let log: (String) -> Void
 
     private var store: KeelStore!
@@ -60,7 +61,7 @@ public final class Daemon: @unchecked Sendable {
     private var stopSignal: Int32?
     private let wake = DispatchSemaphore(value: 0)
 
-    public init(configuration: DaemonConfiguration, registry: PluginRegistry, log: @escaping (String) -> Void) {
+    public init(configuration: DaemonConfiguration, registry: @escaping () -> PluginRegistry, log: @escaping (String) -> Void) {
         self.configuration = configuration
         self.layout = RunLayout(varDirectory: configuration.varDirectory)
         self.registry = registry
@@ -201,7 +202,7 @@ public final class Daemon: @unchecked Sendable {
         let text = String(decoding: data, as: UTF8.self)
         let logPath: (String) -> String = { [layout] in layout.run($0).appendingPathComponent(Self.workerLogName).path }
         do {
-            let graph = try RecipeLoader(registry: registry).load(url, displayName: url.path)
+            let graph = try RecipeLoader(registry: registry()).load(url, displayName: url.path)
             // Hashes the model and data files: most of the latency for a real model (~1 s for the 98 MB
             // SmolLM2 GGUF), so it is recorded in the `queued` event.
             let hashingStarted = Date()

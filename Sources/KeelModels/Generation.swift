@@ -1,6 +1,7 @@
 import Foundation
 
-// Autoregressive generation for one sequence (batch of 1) with a key/value cache.
+// Autoregressive generation with a key/value cache: one sequence, or several continuations of one prompt
+// decoded as one batch (`generateSamples`).
 //
 // Prefill runs the prompt through every layer once and keeps each layer's rotated keys and values;
 // each later step feeds only the newest token (T = 1): its query attends to all cached positions, so a
@@ -31,6 +32,16 @@ public final class KVCache {
     }
 
     func advance(by positions: Int) { count += positions }
+
+    /// A cache holding the same positions as `self`, for up to `capacity` positions (a continuation of
+    /// the same prefix).
+    func copy(capacity: Int) -> KVCache {
+        let copy = KVCache(layers: keys.count, capacity: capacity, rowWidth: keys.first?.shape[1] ?? 0)
+        let filled = count * (keys.first?.shape[1] ?? 0)
+        for (source, target) in zip(keys + values, copy.keys + copy.values) { target.pointer.update(from: source.pointer, count: filled) }
+        copy.count = count
+        return copy
+    }
 }
 
 extension LlamaModel {
@@ -103,6 +114,95 @@ extension LlamaModel {
     }
 }
 
+extension LlamaModel {
+    /// Continues every prompt of `prompts` (row b: prompts[b] with a sampler seeded by seeds[b];
+    /// `options.seed` is not used), each row stopping as `generate` stops.
+    ///
+    /// Decoding is memory-bound — a step at T = 1 reads every weight matrix to multiply one row — so the
+    /// rows are decoded together: each prompt is prefilled on its own (a row repeating the previous row's
+    /// prompt copies its cache instead), then every step feeds the rows' newest tokens as ONE batch of B
+    /// rows (T = 1), each at its own position with its own cache, reading the weights once for all rows.
+    /// A row that has stopped is fed on until the last one stops; its further tokens are dropped.
+    public func generateBatch(prompts: [[Int]], options: GenerationOptions, seeds: [UInt64]) throws -> [GenerationResult] {
+        guard prompts.count == seeds.count else {
+            throw GenerationError("generate: \(prompts.count) prompts for \(seeds.count) seeds; expected one seed per row")
+        }
+        for prompt in prompts {
+            guard !prompt.isEmpty else { throw GenerationError("generate: a prompt has no tokens") }
+            guard prompt.count < config.maxPositions else {
+                throw GenerationError("generate: the prompt's \(prompt.count) tokens leave no room in the model's \(config.maxPositions) positions")
+            }
+        }
+        let B = prompts.count
+        guard B > 0, options.maxNewTokens > 0 else { return prompts.map { _ in GenerationResult(tokens: [], stopReason: .tokenLimit) } }
+        var caches: [KVCache] = [], logits: [Tensor] = []
+        for (b, prompt) in prompts.enumerated() {
+            let capacity = min(config.maxPositions, prompt.count + options.maxNewTokens)
+            if b > 0, prompts[b - 1] == prompt {
+                caches.append(caches[b - 1].copy(capacity: capacity))
+                logits.append(logits[b - 1])
+            } else {
+                let cache = makeKVCache(capacity: capacity)
+                logits.append(try decode(prompt, cache: cache))
+                caches.append(cache)
+            }
+        }
+        var samplers = seeds.map { TokenSampler(options.sampling, seed: $0) }
+        var generated = [[Int]](repeating: [], count: B)
+        var stopped = [GenerationResult.StopReason?](repeating: nil, count: B)
+        while true {
+            for b in 0..<B where stopped[b] == nil {
+                let next = samplers[b].sample(logits[b])
+                generated[b].append(next)
+                if options.stopTokenIDs.contains(next) {
+                    stopped[b] = .stopToken(next)
+                } else if generated[b].count == options.maxNewTokens {
+                    stopped[b] = .tokenLimit
+                } else if prompts[b].count + generated[b].count == config.maxPositions {
+                    stopped[b] = .contextFull
+                }
+            }
+            // Rows still running decide the batch; stopped rows ride along only while others run.
+            if stopped.allSatisfy({ $0 != nil }) { break }
+            let running = (0..<B).filter { stopped[$0] == nil }
+            let rowLogits = decodeRows(running.map { generated[$0][generated[$0].count - 1] }, caches: running.map { caches[$0] })
+            for (row, b) in running.enumerated() { logits[b] = rowLogits[row] }
+        }
+        return (0..<B).map { GenerationResult(tokens: generated[$0], stopReason: stopped[$0]!) }
+    }
+
+    /// One decoding step for B sequences: token b continues sequence b at position caches[b].count, its
+    /// key/value row goes into caches[b]; returns each row's next-token logits [V].
+    private func decodeRows(_ tokens: [Int], caches: [KVCache]) -> [Tensor] {
+        withNoGrad {
+            let B = tokens.count, C = config.hidden, V = config.vocab
+            let KVD = config.kvHeads * config.headDim, QD = config.heads * config.headDim
+            let positions = caches.map(\.count), rowPositions = positions.map { Int32($0) }
+            var x = embed(tokens.map { Int32($0) })
+            let scratch = makeActivations(B: B, T: 1, input: x, forBackward: false)
+            for (index, w) in layers.enumerated() {
+                x = rowPositions.withUnsafeBufferPointer { rowPositions in
+                layerForward(w, scratch.with(input: x), B: B, T: 1, positionOffset: 0, positions: rowPositions.baseAddress) { a in
+                    for (b, cache) in caches.enumerated() {
+                        let keys = cache.keys[index], values = cache.values[index], P = positions[b]
+                        (keys.pointer + P * KVD).update(from: a.k.pointer + b * KVD, count: KVD)
+                        (values.pointer + P * KVD).update(from: a.v.pointer + b * KVD, count: KVD)
+                        cachedAttentionForward(a.attention.pointer + b * QD, a.q.pointer + b * QD, keys.pointer, values.pointer,
+                                               T: 1, positionOffset: P, NH: config.heads, NKV: config.kvHeads, D: config.headDim)
+                    }
+                }
+                }
+            }
+            for cache in caches { cache.advance(by: 1) }
+            let normed = Tensor(uninitialized: [B, C]), rstd = Tensor(uninitialized: [B])
+            rmsnormForward(normed.pointer, rstd.pointer, x.pointer, finalNorm.pointer, N: B, C: C, eps: config.rmsEps)
+            let logits = Tensor(uninitialized: [B, V])
+            lmHeadLogits(logits.pointer, normed.pointer, rows: Array(0..<B), lmHead.pointer, C: C, V: V)
+            return (0..<B).map { Tensor(shape: [V], storage: logits.storage, offset: logits.offset + $0 * V) }
+        }
+    }
+}
+
 public struct GenerationOptions: Sendable {
     public var maxNewTokens: Int
     /// Generation stops after emitting any of these (e.g. EOS, ChatML's `<|im_end|>`).
@@ -164,8 +264,18 @@ public struct TokenSampler {
         let probabilities = values.map { Foundation.exp((Double($0) - maxLogit) * inverseTemperature) }
         var candidates = Array(probabilities.indices)
         if options.topP < 1 {
-            candidates.sort { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
             let total = probabilities.reduce(0, +), threshold = Double(options.topP) * total
+            // Sorting the whole vocabulary for every token dominated batched sampling. The nucleus is a
+            // prefix of the sorted order, so it lies within any set of the most likely tokens whose mass
+            // reaches the threshold: keep those at or above a floor (lowered until they do), sort only them.
+            var floor = 1e-4
+            while floor > 0 {
+                let above = candidates.filter { probabilities[$0] >= floor }
+                // The margin keeps summation order from mattering: short of it, the floor drops further.
+                if above.reduce(0.0, { $0 + probabilities[$1] }) >= threshold * (1 + 1e-9) { candidates = above; break }
+                floor = floor > 1e-300 ? floor * 1e-4 : 0
+            }
+            candidates.sort { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
             var cumulative = 0.0, kept = 0
             while kept < candidates.count {
                 cumulative += probabilities[candidates[kept]]

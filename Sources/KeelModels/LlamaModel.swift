@@ -66,19 +66,62 @@ public final class LlamaModel {
     /// [N] log π(targets[n] | tokens[..n]) for every position of the batch (0 where the target is
     /// `ignoreIndex`). Differentiable with respect to `parameters` when grad mode is on.
     public func targetLogProbs(_ batch: SequenceBatch) -> Tensor {
-        let recording = Tensor.isGradEnabled && parameters.entries.contains { $0.tensor.requiresGrad }
         let N = batch.rows * batch.length
-        let forward = self.forward(tokens: batch.tokens, B: batch.rows, T: batch.length, saveActivations: recording)
-        let logp = Tensor(zeros: [N])
-        let lse = Tensor(uninitialized: [N])
+        let rows = batch.targets.withUnsafeBufferPointer { LMHeadRows($0.baseAddress!, N: N, V: config.vocab) }
+        return summedLogProbs(ModelInput(tokens: batch.tokens, B: batch.rows, T: batch.length, layout: nil),
+                              rows: rows, outputs: rows.indices, outputCount: N)
+    }
+
+    /// From one forward: [N] log π(targets[n] | tokens[..n]) and [N] E[n] = Σ_v π(v | tokens[..n])·q[v],
+    /// the expectation of the constant vector q [V] under the same next-token distribution, at the same
+    /// (non-ignored target) positions; both 0 elsewhere and both differentiable with respect to
+    /// `parameters` (DEFT's guidance term trains through E while the preference loss trains through the
+    /// log-probs, so the model runs, and backpropagates, once).
+    public func targetLogProbsAndExpectations(_ batch: SequenceBatch, vector q: [Float]) -> (logProbs: Tensor, expectations: Tensor) {
+        precondition(q.count == config.vocab, "expectation vector of \(q.count) values for a vocabulary of \(config.vocab)")
+        let recording = Tensor.isGradEnabled && parameters.entries.contains { $0.tensor.requiresGrad }
+        let N = batch.rows * batch.length, C = config.hidden, V = config.vocab
+        let forward = self.forward(ModelInput(tokens: batch.tokens, B: batch.rows, T: batch.length, layout: nil),
+                                   saveActivations: recording)
         let targets = batch.targets
+        let rows = targets.withUnsafeBufferPointer { LMHeadRows($0.baseAddress!, N: N, V: V) }
+        let M = rows.count
+        // Rows 0 and 1 of one output: the autodiff node returns a single tensor.
+        let both = Tensor(zeros: [2, N])
+        let logp = Tensor(uninitialized: [M]), lse = Tensor(uninitialized: [M]), expectationLSE = Tensor(uninitialized: [N])
+        lmHeadLogProbForward(logp.pointer, lse.pointer, forward.output.pointer, lmHead.pointer, rows: rows, C: C, V: V)
+        for (m, n) in rows.indices.enumerated() { both.pointer[n] = logp.pointer[m] }
         targets.withUnsafeBufferPointer { t in
-            lmHeadLogProbForward(logp.pointer, lse.pointer, forward.output.pointer, lmHead.pointer, t.baseAddress!,
-                                 N: N, C: config.hidden, V: config.vocab)
+            softmaxExpectationForward(both.pointer + N, expectationLSE.pointer, forward.output.pointer, lmHead.pointer, q,
+                                      t.baseAddress!, N: N, C: C, V: V)
         }
-        guard recording else { return logp }
-        return Tensor.record(op: "llama", inputs: parameters.entries.map(\.tensor), output: logp) { [self] dlogp in
-            backward(forward, dlogp: dlogp, lse: lse, targets: targets)
+        func split(_ t: Tensor) -> (Tensor, Tensor) { (t.rows(0..<1).reshaped([N]), t.rows(1..<2).reshaped([N])) }
+        guard recording else { return split(both) }
+        let expectations = Tensor(shape: [N], storage: both.storage, offset: both.offset + N)
+        let recorded = Tensor.record(op: "llama", inputs: parameters.entries.map(\.tensor), output: both) { [self] g in
+            let dlogp = Tensor(uninitialized: [M])
+            for (m, n) in rows.indices.enumerated() { dlogp.pointer[m] = g.pointer[n] }
+            let dE = Tensor(shape: [N], storage: g.storage, offset: g.offset + N)
+            return backward(forward, rows: rows, dlogp: dlogp, lse: lse,
+                            expectation: ExpectationGradient(q: q, targets: targets, dE: dE, E: expectations, lse: expectationLSE))
+        }
+        return split(recorded)
+    }
+
+    /// [N] E[n] = Σ_v π(v | tokens[..n])·q[v] at the non-ignored target positions (0 elsewhere), without
+    /// a graph: the no-grad half of `targetLogProbsAndExpectations` (DEFT's filter scores with it).
+    public func targetExpectations(_ batch: SequenceBatch, vector q: [Float]) -> Tensor {
+        precondition(q.count == config.vocab, "expectation vector of \(q.count) values for a vocabulary of \(config.vocab)")
+        return withNoGrad {
+            let N = batch.rows * batch.length
+            let forward = self.forward(ModelInput(tokens: batch.tokens, B: batch.rows, T: batch.length, layout: nil),
+                                       saveActivations: false)
+            let expectations = Tensor(uninitialized: [N]), lse = Tensor(uninitialized: [N])
+            batch.targets.withUnsafeBufferPointer { t in
+                softmaxExpectationForward(expectations.pointer, lse.pointer, forward.output.pointer, lmHead.pointer, q,
+                                          t.baseAddress!, N: N, C: config.hidden, V: config.vocab)
+            }
+            return expectations
         }
     }
 
@@ -87,6 +130,36 @@ public final class LlamaModel {
     public func sequenceLogProbs(_ batch: SequenceBatch) -> (logProbs: Tensor, tokenCounts: [Int]) {
         let perPosition = targetLogProbs(batch).reshaped([batch.rows, batch.length])
         return (perPosition.sum(axes: [1]), batch.completionCounts)
+    }
+
+    /// [2B] the same quantity for prompt-shared pairs (chosen 0..<B, rejected B..<2B), computing each
+    /// prompt once; equal to the unshared `SequenceBatch` result up to float summation order.
+    public func sequenceLogProbs(_ batch: SharedPromptPairBatch) -> (logProbs: Tensor, tokenCounts: [Int]) {
+        let rows = LMHeadRows(indices: batch.scoredPositions, targets: batch.scoredTargets, V: config.vocab)
+        let layout = PackedLayout(positions: batch.positions, keyMask: batch.keyMask)
+        let logProbs = summedLogProbs(ModelInput(tokens: batch.tokens, B: 1, T: batch.length, layout: layout),
+                                      rows: rows, outputs: batch.scoredSequences, outputCount: 2 * batch.pairCount)
+        return (logProbs, batch.completionCounts)
+    }
+
+    /// out [outputCount]: out[o] = Σ over the scored rows m with outputs[m] = o of
+    /// log π(rows.targets[m] | the tokens up to row rows.indices[m]), summed in m order (0 for an output
+    /// no row feeds). Differentiable with respect to `parameters` when grad mode is on.
+    private func summedLogProbs(_ input: ModelInput, rows: LMHeadRows, outputs: [Int], outputCount: Int) -> Tensor {
+        let recording = Tensor.isGradEnabled && parameters.entries.contains { $0.tensor.requiresGrad }
+        let forward = self.forward(input, saveActivations: recording)
+        let M = rows.count
+        let logp = Tensor(uninitialized: [M]), lse = Tensor(uninitialized: [M])
+        lmHeadLogProbForward(logp.pointer, lse.pointer, forward.output.pointer, lmHead.pointer, rows: rows,
+                             C: config.hidden, V: config.vocab)
+        let out = Tensor(zeros: [outputCount])
+        for m in 0..<M { out.pointer[outputs[m]] += logp.pointer[m] }
+        guard recording else { return out }
+        return Tensor.record(op: "llama", inputs: parameters.entries.map(\.tensor), output: out) { [self] dout in
+            let dlogp = Tensor(uninitialized: [M])
+            for m in 0..<M { dlogp.pointer[m] = dout.pointer[outputs[m]] }
+            return backward(forward, rows: rows, dlogp: dlogp, lse: lse)
+        }
     }
 
     /// Logits [R, V] of the last real position of each row.
@@ -103,7 +176,8 @@ public final class LlamaModel {
     /// Logits [rows.count, V] of the given rows of the flattened [B·T] positions; no gradient.
     private func logits(_ batch: SequenceBatch, rows: [Int]) -> Tensor {
         withNoGrad {
-            let forward = self.forward(tokens: batch.tokens, B: batch.rows, T: batch.length, saveActivations: false)
+            let forward = self.forward(ModelInput(tokens: batch.tokens, B: batch.rows, T: batch.length, layout: nil),
+                                       saveActivations: false)
             let logits = Tensor(uninitialized: [rows.count, config.vocab])
             lmHeadLogits(logits.pointer, forward.output.pointer, rows: rows, lmHead.pointer, C: config.hidden, V: config.vocab)
             return logits
@@ -126,33 +200,41 @@ public final class LlamaModel {
         }
     }
 
-    struct ForwardState {
+    /// B rows of T tokens; packed rows (prompt-shared pairs) carry explicit positions and a key mask.
+    struct ModelInput {
         let tokens: [Int32]
         let B: Int, T: Int
+        let layout: PackedLayout?
+    }
+
+    struct ForwardState {
+        let input: ModelInput
         var layers: [LayerActivations] = []
         /// The residual stream after the last layer [N,C], its RMS statistics [N], and the normalised
         /// output [N,C] that feeds the LM head.
         var final: Tensor, finalRstd: Tensor, output: Tensor
     }
 
-    private func forward(tokens: [Int32], B: Int, T: Int, saveActivations: Bool) -> ForwardState {
-        let N = B * T, C = config.hidden
-        precondition(T <= config.maxPositions, "LlamaModel: sequence length \(T) exceeds the model's \(config.maxPositions) positions")
-        var x = embed(tokens)
+    private func forward(_ input: ModelInput, saveActivations: Bool) -> ForwardState {
+        let B = input.B, T = input.T, N = B * T, C = config.hidden
+        precondition(input.layout != nil || T <= config.maxPositions,
+                     "LlamaModel: sequence length \(T) exceeds the model's \(config.maxPositions) positions")
+        var x = embed(input.tokens)
         var saved: [LayerActivations] = []
         // Without saved activations one set of scratch buffers serves every layer.
         let shared = saveActivations ? nil : makeActivations(B: B, T: T, input: x, forBackward: false)
         for w in layers {
             let a = shared.map { $0.with(input: x) } ?? makeActivations(B: B, T: T, input: x, forBackward: true)
-            x = layerForward(w, a, B: B, T: T, positionOffset: 0) { a in
+            x = layerForward(w, a, B: B, T: T, positionOffset: 0, positions: input.layout?.positions) { a in
                 attentionForward(a.attention.pointer, a.lse.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
-                                 B: B, T: T, NH: config.heads, NKV: config.kvHeads, D: config.headDim)
+                                 B: B, T: T, NH: config.heads, NKV: config.kvHeads, D: config.headDim,
+                                 keyMask: input.layout?.keyMask)
             }
             if saveActivations { saved.append(a) }
         }
         let output = Tensor(uninitialized: [N, C]), finalRstd = Tensor(uninitialized: [N])
         rmsnormForward(output.pointer, finalRstd.pointer, x.pointer, finalNorm.pointer, N: N, C: C, eps: config.rmsEps)
-        return ForwardState(tokens: tokens, B: B, T: T, layers: saved, final: x, finalRstd: finalRstd, output: output)
+        return ForwardState(input: input, layers: saved, final: x, finalRstd: finalRstd, output: output)
     }
 
     /// [N, C] token embeddings. Ids must be in 0..<V (callers validate user data; the kernel traps otherwise).
@@ -178,11 +260,11 @@ public final class LlamaModel {
             gate: gate, up: Tensor(uninitialized: [N, F]), product: forBackward ? Tensor(uninitialized: [N, F]) : gate)
     }
 
-    /// One decoder layer over B×T rows at positions positionOffset + t; returns the residual stream
-    /// leaving it [N,C]. `attend` fills `a.attention` from the rotated `a.q`, `a.k`, `a.v` (the causal
+    /// One decoder layer over B×T rows at positions positionOffset + t (or `positions` [B,T]); returns
+    /// the residual stream leaving it [N,C]. `attend` fills `a.attention` from the rotated `a.q`, `a.k`, `a.v` (the causal
     /// kernel during training, the KV cache during generation).
     func layerForward(_ w: LayerWeights, _ a: LayerActivations, B: Int, T: Int, positionOffset: Int,
-                      attend: (LayerActivations) -> Void) -> Tensor {
+                      positions: UnsafePointer<Int32>? = nil, attend: (LayerActivations) -> Void) -> Tensor {
         let N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads, D = config.headDim
         let F = config.intermediate, QD = NH * D, KVD = NKV * D
         let x = a.input
@@ -191,8 +273,8 @@ public final class LlamaModel {
         matmulForward(a.q.pointer, a.norm1.pointer, w.qProj.pointer, N: N, C: C, OC: QD)
         matmulForward(a.k.pointer, a.norm1.pointer, w.kProj.pointer, N: N, C: C, OC: KVD)
         matmulForward(a.v.pointer, a.norm1.pointer, w.vProj.pointer, N: N, C: C, OC: KVD)
-        ropeForward(a.q.pointer, rope, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset)
-        ropeForward(a.k.pointer, rope, B: B, T: T, NH: NKV, D: D, positionOffset: positionOffset)
+        ropeForward(a.q.pointer, rope, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset, positions: positions)
+        ropeForward(a.k.pointer, rope, B: B, T: T, NH: NKV, D: D, positionOffset: positionOffset, positions: positions)
         attend(a)
         matmulForward(a.mid.pointer, a.attention.pointer, w.oProj.pointer, N: N, C: QD, OC: C)
         add(a.mid.pointer, x.pointer, count: N * C)
@@ -209,9 +291,20 @@ public final class LlamaModel {
 
     // MARK: Backward
 
-    /// dL/d(parameter) for every entry of `parameters` (nil for frozen ones), given dL/d(logp) [N].
-    private func backward(_ f: ForwardState, dlogp: Tensor, lse: Tensor, targets: [Int32]) -> [Tensor?] {
-        let B = f.B, T = f.T, N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads
+    /// What the backward of an expectation output needs: q [V], the per-position targets [N], dL/dE [N],
+    /// and the forward's E [N], lse [N].
+    struct ExpectationGradient {
+        let q: [Float]
+        let targets: [Int32]
+        let dE: Tensor, E: Tensor, lse: Tensor
+    }
+
+    /// dL/d(parameter) for every entry of `parameters` (nil for frozen ones), given dL/d(logp) [M] of
+    /// the scored rows (and dL/dE of an expectation output, when there is one).
+
+    private func backward(_ f: ForwardState, rows: LMHeadRows, dlogp: Tensor, lse: Tensor,
+                          expectation: ExpectationGradient? = nil) -> [Tensor?] {
+        let B = f.input.B, T = f.input.T, N = B * T, C = config.hidden, NH = config.heads, NKV = config.kvHeads
         let D = config.headDim, F = config.intermediate, QD = NH * D, KVD = NKV * D
         var grads: [ObjectIdentifier: Tensor] = [:]
         /// The gradient buffer of `p` (nil if frozen). Matrices are used once per forward, so their
@@ -229,10 +322,16 @@ public final class LlamaModel {
 
         // LM head and final norm. dx is the gradient of the residual stream, carried down the layers.
         let doutput = Tensor(zeros: [N, C]), dx = Tensor(zeros: [N, C])
-        targets.withUnsafeBufferPointer { t in
-            lmHeadLogProbBackward(doutput.pointer, grad(lmHead, accumulates: true), dlogp.pointer, f.output.pointer,
-                                  lmHead.pointer, t.baseAddress!, lse.pointer, N: N, C: C, V: config.vocab)
+        lmHeadLogProbBackward(doutput.pointer, grad(lmHead, accumulates: true), dlogp.pointer, f.output.pointer,
+                              lmHead.pointer, rows: rows, lse: lse.pointer, C: C, V: config.vocab)
+        if let e = expectation {
+            e.targets.withUnsafeBufferPointer { t in
+                softmaxExpectationBackward(doutput.pointer, grad(lmHead, accumulates: true), e.dE.pointer, f.output.pointer,
+                                           lmHead.pointer, e.q, t.baseAddress!, e.E.pointer, e.lse.pointer,
+                                           N: N, C: C, V: config.vocab)
+            }
         }
+        let positions = f.input.layout?.positions, keyMask = f.input.layout?.keyMask
         rmsnormBackward(dx.pointer, norm(finalNorm), doutput.pointer, f.final.pointer, finalNorm.pointer,
                         f.finalRstd.pointer, N: N, C: C)
 
@@ -254,9 +353,9 @@ public final class LlamaModel {
             zero(dattention, dq, dk, dv, dnorm)
             linearBackward(dattention, matrix(w.oProj), dx, a.attention, w.oProj, N: N, C: QD, OC: C)
             attentionBackward(dq.pointer, dk.pointer, dv.pointer, dattention.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
-                              a.attention.pointer, a.lse.pointer, B: B, T: T, NH: NH, NKV: NKV, D: D)
-            ropeBackward(dq.pointer, rope, B: B, T: T, NH: NH, D: D)
-            ropeBackward(dk.pointer, rope, B: B, T: T, NH: NKV, D: D)
+                              a.attention.pointer, a.lse.pointer, B: B, T: T, NH: NH, NKV: NKV, D: D, keyMask: keyMask)
+            ropeBackward(dq.pointer, rope, B: B, T: T, NH: NH, D: D, positions: positions)
+            ropeBackward(dk.pointer, rope, B: B, T: T, NH: NKV, D: D, positions: positions)
             // The q/k/v projections saw the RoPE'd outputs only through the (linear) rotation, undone above.
             linearBackward(dnorm, matrix(w.qProj), dq, a.norm1, w.qProj, N: N, C: C, OC: QD)
             linearBackward(dnorm, matrix(w.kProj), dk, a.norm1, w.kProj, N: N, C: C, OC: KVD)
@@ -265,7 +364,7 @@ public final class LlamaModel {
                             a.rstd1.pointer, N: N, C: C)
         }
         if let dEmbedding = grad(embedding, accumulates: true) {
-            f.tokens.withUnsafeBufferPointer {
+            f.input.tokens.withUnsafeBufferPointer {
                 embeddingBackward(dEmbedding, $0.baseAddress!, dx.pointer, N: N, C: C, V: config.vocab)
             }
         }
@@ -310,4 +409,23 @@ func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int
 
 private func zero(_ tensors: Tensor...) {
     for t in tensors { t.pointer.update(repeating: 0, count: t.count) }
+}
+
+/// Explicit RoPE positions [B,T] and the attention key mask [B,T,3] of packed rows, at stable addresses
+/// for the kernels from forward through backward.
+final class PackedLayout {
+    let positions: UnsafeMutablePointer<Int32>
+    let keyMask: UnsafeMutablePointer<Int32>
+
+    init(positions: [Int32], keyMask: [Int32]) {
+        self.positions = .allocate(capacity: positions.count)
+        self.positions.initialize(from: positions, count: positions.count)
+        self.keyMask = .allocate(capacity: keyMask.count)
+        self.keyMask.initialize(from: keyMask, count: keyMask.count)
+    }
+
+    deinit {
+        positions.deallocate()
+        keyMask.deallocate()
+    }
 }

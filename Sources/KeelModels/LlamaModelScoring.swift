@@ -6,32 +6,51 @@ public struct CompletionScore: Codable, Equatable, Sendable {
 
 extension LlamaModel {
     /// Scores many (prompt, completion) sequences without recording a graph (evaluation, `keel score`).
-    ///
-    /// Sequences are sorted by length and packed into batches of at most `tokenBudget` padded positions,
-    /// so that short sequences share a forward without padding them to the longest of the whole set.
     /// Results come back in the order of `sequences`.
     public func scoreCompletions(_ sequences: [PromptCompletionTokens], tokenBudget: Int = 4096) -> [CompletionScore] {
-        let order = sequences.indices.sorted { sequences[$0].prompt.count + sequences[$0].completion.count
-            < sequences[$1].prompt.count + sequences[$1].completion.count }
         var scores = [CompletionScore?](repeating: nil, count: sequences.count)
-        var start = 0
-        while start < order.count {
-            // Sorted ascending, so the last row of a batch is its longest.
-            var end = start + 1
-            while end < order.count {
-                let longest = sequences[order[end]].prompt.count + sequences[order[end]].completion.count
-                if (end - start + 1) * longest > tokenBudget { break }
-                end += 1
-            }
-            let members = Array(order[start..<end])
+        for members in Self.lengthSortedBatches(sequences, tokenBudget: tokenBudget) {
             let batch = SequenceBatch(members.map { sequences[$0] }, padID: 0)
             let (logProbs, counts) = withNoGrad { sequenceLogProbs(batch) }
             let values = logProbs.toArray()
             for (row, index) in members.enumerated() {
                 scores[index] = CompletionScore(logProb: Double(values[row]), tokens: counts[row])
             }
-            start = end
         }
         return scores.map { $0! }
+    }
+
+    /// Per sequence, the mean over its completion positions of E = Σ_v π(v | prefix)·q[v], the expectation
+    /// of the constant vector q [V] under the next-token distribution (0 for an empty completion); no graph.
+    /// DEFT's differential distribution reward with q = Q_diff. Results in the order of `sequences`.
+    public func completionExpectations(_ sequences: [PromptCompletionTokens], vector q: [Float],
+                                       tokenBudget: Int = 4096) -> [Double] {
+        var means = [Double](repeating: 0, count: sequences.count)
+        for members in Self.lengthSortedBatches(sequences, tokenBudget: tokenBudget) {
+            let batch = SequenceBatch(members.map { sequences[$0] }, padID: 0)
+            let perPosition = targetExpectations(batch, vector: q).toArray()
+            for (row, index) in members.enumerated() where batch.completionCounts[row] > 0 {
+                let positions = perPosition[row * batch.length ..< (row + 1) * batch.length]
+                means[index] = positions.reduce(0.0) { $0 + Double($1) } / Double(batch.completionCounts[row])
+            }
+        }
+        return means
+    }
+
+    /// Indices of `sequences` grouped into batches of at most `tokenBudget` padded positions, after sorting
+    /// by length, so that short sequences share a forward without padding them to the longest of the set.
+    static func lengthSortedBatches(_ sequences: [PromptCompletionTokens], tokenBudget: Int) -> [[Int]] {
+        func length(_ i: Int) -> Int { sequences[i].prompt.count + sequences[i].completion.count }
+        let order = sequences.indices.sorted { length($0) < length($1) }
+        var batches: [[Int]] = []
+        var start = 0
+        while start < order.count {
+            // Sorted ascending, so the last row of a batch is its longest.
+            var end = start + 1
+            while end < order.count, (end - start + 1) * length(order[end]) <= tokenBudget { end += 1 }
+            batches.append(Array(order[start..<end]))
+            start = end
+        }
+        return batches
     }
 }

@@ -46,17 +46,34 @@ final class MethodRecipeTests: XCTestCase {
 
     func testRegistryHoldsTheMethodPlugins() {
         let registry = keelPluginRegistry()
-        XCTAssertEqual(registry.names(of: .loss), ["dpo", "sft", "simpo", "var"])
+        XCTAssertEqual(registry.names(of: .loss), ["deft-guidance", "dpo", "sft", "simpo", "var"])
         XCTAssertEqual(registry.names(of: .reward), ["exact-answer-reward", "keyword-reward", "length-reward"])
         XCTAssertEqual(registry.names(of: .scheduler), ["ref-sync"])
         XCTAssertTrue(registry.names(of: .data).contains("poet"))
         XCTAssertTrue(registry.names(of: .data).contains("deft"))
+        XCTAssertTrue(registry.names(of: .data).contains("generate-pairs"))
     }
 
-    /// docs/plugins.md is `keel plugins --markdown`, regenerated whenever a declaration changes.
+    /// The recipes the main job runs (the top of recipes/) validate with the real plugins; the default one
+    /// generates its pairs from the real model with a rule reward and answers held-out prompts before and after.
+    func testMainJobRecipesValidate() throws {
+        let registry = keelPluginRegistry()
+        let top = try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("recipes").path)
+            .filter { $0.hasSuffix(".yaml") && !$0.hasPrefix(".") }
+        XCTAssertEqual(Set(top), ["smollm2-concise.yaml", "tiny-dpo.yaml"])
+        for file in top { _ = try RecipeLoader(registry: registry).load(Self.root.appendingPathComponent("recipes/\(file)")) }
+        let recipe = try RecipeLoader(registry: registry).load(Self.root.appendingPathComponent("recipes/smollm2-concise.yaml")).recipe
+        XCTAssertEqual(recipe.data.map(\.name), ["generate-pairs", "split"])
+        XCTAssertEqual(recipe.reward?.name, "length-reward")
+        XCTAssertEqual(recipe.loss.map(\.name), ["dpo"])
+        XCTAssertGreaterThan(recipe.trainingConfig.evalGenerations, 0)
+        guard case .gguf = recipe.model else { return XCTFail("expected the real SmolLM2 model") }
+    }
+
+    /// docs/plugins.md is `keel plugins --builtin-only --markdown`, regenerated whenever a declaration changes.
     func testPluginDocsAreCurrent() throws {
         let docs = try String(contentsOf: Self.root.appendingPathComponent("docs/plugins.md"), encoding: .utf8)
-        XCTAssertEqual(docs, keelPluginRegistry().markdown() + "\n", "regenerate: swift run keel plugins --markdown > docs/plugins.md")
+        XCTAssertEqual(docs, keelPluginRegistry().markdown() + "\n", "regenerate: swift run keel plugins --builtin-only --markdown > docs/plugins.md")
     }
 
     /// Every example recipe validates (the `keel validate` path) next to a small data file, and builds
@@ -69,7 +86,7 @@ final class MethodRecipeTests: XCTestCase {
             "rpo.yaml": (["dpo", "sft"], true, [], false),
             "tr-dpo-soft.yaml": (["dpo"], true, ["ref-sync"], false), "tr-dpo-hard.yaml": (["dpo"], true, ["ref-sync"], false),
             "dpo-poet.yaml": (["dpo"], true, [], true), "simpo-poet.yaml": (["simpo"], false, [], true),
-            "tiny-dpo.yaml": (["dpo"], true, [], false),
+            "tiny-dpo.yaml": (["dpo"], true, [], false), "deft-dpo.yaml": (["dpo", "deft-guidance"], true, [], false),
         ]
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.examples.path).filter { $0.hasSuffix(".yaml") }
         XCTAssertEqual(Set(files), Set(expected.keys))

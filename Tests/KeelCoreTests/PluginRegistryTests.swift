@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import KeelCore
 
@@ -42,6 +43,27 @@ final class PluginRegistryTests: XCTestCase {
         XCTAssertEqual(registrationError(WrongKind.self), "plugin 'wrong-kind': declared kind loss but does not conform to its protocol")
         XCTAssertEqual(registrationError(StateWithoutCheckpointable.self), "plugin 'stateful': declares state keys but is not Checkpointable")
         XCTAssertEqual(registrationError(HHSource.self), "plugin 'hh': a plugin with this name is already registered")
+    }
+
+    final class GoodFilter: DataPlugin {
+        static let descriptor = PluginDescriptor(name: "good-filter", kind: .data, summary: "", dataRole: .filter)
+        init(options: ResolvedOptions) {}
+        func process(_ data: inout Dataset, report: inout DataNodeReport, context: DataContext) throws {}
+    }
+
+    /// A plugin library registers all its types or none: the good one before the bad one is not left behind.
+    func testLibraryRegistrationIsAllOrNothing() throws {
+        var registry = PluginRegistry.builtin()
+        let library = URL(fileURLWithPath: "/plugins/libMixed.so")
+        XCTAssertThrowsError(try registry.register([GoodFilter.self, ReservedOption.self], library: library)) { error in
+            XCTAssertEqual("\(error)", "plugin 'reserved-option': option name 'weight' is reserved")
+        }
+        XCTAssertNil(registry.type(named: "good-filter"))
+        XCTAssertNil(registry.library(of: "good-filter"))
+        try registry.register([GoodFilter.self], library: library)
+        XCTAssertEqual(registry.library(of: "good-filter"), library)
+        XCTAssertNil(registry.library(of: "hh"), "built-ins come from no library")
+        XCTAssertTrue(registry.markdown().contains("Custom plugin, loaded from `/plugins/libMixed.so`."))
     }
 
     func testBuiltinsAndExternalRegistration() throws {

@@ -59,7 +59,7 @@ final class RecipeErrorTests: XCTestCase {
 
     func testSectionOfTheWrongKind() {
         XCTAssertEqual(fixture.errors(Self.head + "training: 5\n"), [
-            "r.yaml:8:11: training: found a scalar; expected a mapping with keys steps, epochs, batch_size, grad_accum, max_length, seed, eval_every, checkpoint_every, keep_checkpoints, log_every",
+            "r.yaml:8:11: training: found a scalar; expected a mapping with keys steps, epochs, batch_size, grad_accum, max_length, seed, eval_every, checkpoint_every, keep_checkpoints, log_every, share_prompt, eval_generations, eval_max_new_tokens",
         ])
     }
 

@@ -134,8 +134,8 @@ final class RecipeLoaderTests: XCTestCase {
         XCTAssertTrue(lines.contains("    limit = (all)  [default]"), plan)
         XCTAssertTrue(lines.contains("  loss: test-pairwise  [line 6:3]  weight 1.0 [default]"), plan)
         XCTAssertTrue(lines.contains("    beta = 0.1  [line 7:9]"), plan)
-        XCTAssertTrue(lines.contains("  steps            = 10  [line 9:10]"), plan)
-        XCTAssertTrue(lines.contains("  batch_size       = 8  [default]"), plan)
+        XCTAssertTrue(lines.contains("  steps               = 10  [line 9:10]"), plan)
+        XCTAssertTrue(lines.contains("  batch_size          = 8  [default]"), plan)
         XCTAssertTrue(lines.contains("schedulers: none"), plan)
     }
 }

@@ -116,6 +116,42 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// `training.share_prompt` (on by default) packs each pair's prompt once; switched off, chosen and
+    /// rejected are separate rows. Both must train the same run up to float summation order, with the
+    /// reference log-probs computed live and cached.
+    func testSharedAndSeparatePromptsTrainTheSameRun() throws {
+        func train(sharePrompt: Bool, cache: Bool) throws -> (metrics: [[String: Double]], weights: [Float]) {
+            let fixture = try RecipeFixture()
+            var registry = testRegistry()
+            try registry.register(TrainerTestDPOLoss.self)
+            let graph = try fixture.load("""
+                model: {tiny: {layers: 2, hidden: 32, heads: 4, kv_heads: 2, intermediate: 48, vocab: 259, seed: 1}}
+                data: [{name: synthetic-preferences, count: 24, seed: 0}]
+                reference: {cache_logprobs: \(cache)}
+                loss: {name: trainer-test-dpo, beta: 2.0}
+                optimizer: {lr: 1.0e-2}
+                training: {steps: 3, batch_size: 8, max_length: 64, share_prompt: \(sharePrompt)}
+                """, registry: registry)
+            let trainer = try Trainer(graph: graph)
+            XCTAssertEqual(trainer.config.sharesPrompt, sharePrompt)
+            let observer = RecordingObserver()
+            try trainer.train(observer: observer)
+            return (observer.metrics.map(\.values), try XCTUnwrap(trainer.policy.parameters["model.layers.1.mlp.down_proj.weight"]).toArray())
+        }
+        for cache in [false, true] {
+            let shared = try train(sharePrompt: true, cache: cache), separate = try train(sharePrompt: false, cache: cache)
+            XCTAssertEqual(shared.metrics.count, 3)
+            for (a, b) in zip(shared.metrics, separate.metrics) {
+                for name in [TrainMetric.loss, TrainMetric.gradNorm] {
+                    let x = try XCTUnwrap(a[name], name), y = try XCTUnwrap(b[name], name)
+                    XCTAssertEqual(x, y, accuracy: 1e-4 * max(1, abs(y)), "\(name), cache_logprobs \(cache)")
+                }
+            }
+            XCTAssertGreaterThan(abs(shared.metrics[2][TrainMetric.loss]! - log(2)), 1e-3, "the policy moved away from the reference")
+            for (x, y) in zip(shared.weights, separate.weights) { XCTAssertEqual(x, y, accuracy: 1e-4) }
+        }
+    }
+
     /// Two real optimizer steps on SmolLM2-135M (Q4_1 GGUF dequantised) with short sequences.
     func testTwoStepsOnSmolLM2() throws {
         let model = RepoPaths.root.appendingPathComponent("var/models/SmolLM2-135M-Instruct.Q4_1.gguf")

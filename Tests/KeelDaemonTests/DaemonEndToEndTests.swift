@@ -395,10 +395,17 @@ final class DaemonSandbox {
 
     /// Runs `keel ARGS` to completion; returns (status, stdout + stderr).
     func keel(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        try Self.run(keel, arguments, environment: environment)
+    }
+
+    /// Runs a program to completion (in `directory`, when given); returns (status, stdout + stderr).
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+                    in directory: URL? = nil) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: keel)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        if let directory { process.currentDirectoryURL = directory }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

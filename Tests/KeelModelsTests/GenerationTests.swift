@@ -115,3 +115,27 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual((0..<50).map { _ in a.sample(logits) }, (0..<50).map { _ in b.sample(logits) })
     }
 }
+
+extension GenerationTests {
+    /// Batched decoding (rows of different prompt lengths, each at its own position with its own cache)
+    /// gives every row what generating it alone gives: the same greedy tokens, the same sampled tokens for
+    /// the same seed, and rows repeating a prompt (a copied cache) independent of each other.
+    func testBatchedGenerationMatchesOneSequenceAtATime() throws {
+        let model = try tinyModel()
+        let prompts = [[3, 17, 9, 22, 5], [8], [3, 17, 9, 22, 5], [30, 2, 11]]
+        let greedy = GenerationOptions(maxNewTokens: 12, stopTokenIDs: [39])
+        let batched = try model.generateBatch(prompts: prompts, options: greedy, seeds: [0, 0, 0, 0])
+        for (prompt, result) in zip(prompts, batched) {
+            XCTAssertEqual(result, try model.generate(prompt: prompt, options: greedy), "\(prompt)")
+        }
+        var sampling = GenerationOptions(maxNewTokens: 12, stopTokenIDs: [39], sampling: SamplingOptions(temperature: 1.0, topP: 0.9))
+        let seeds: [UInt64] = [11, 12, 13, 14]
+        let sampled = try model.generateBatch(prompts: prompts, options: sampling, seeds: seeds)
+        for (b, result) in sampled.enumerated() {
+            sampling.seed = seeds[b]
+            XCTAssertEqual(result, try model.generate(prompt: prompts[b], options: sampling), "row \(b)")
+        }
+        XCTAssertNotEqual(sampled[0].tokens, sampled[2].tokens, "same prompt, different seeds")
+        XCTAssertThrowsError(try model.generateBatch(prompts: prompts, options: greedy, seeds: [1]))
+    }
+}

@@ -20,6 +20,15 @@ final class LlamaParityTests: XCTestCase {
     static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     func testSmolLM2MatchesPyTorchLogProbsGradientAndSGDStep() throws {
+        try checkAgainstFixture(sharedPrompts: false)
+    }
+
+    /// The same with each pair packed as [prompt | chosen | rejected] (`SharedPromptPairBatch`).
+    func testSmolLM2WithSharedPromptsMatchesPyTorchLogProbsGradientAndSGDStep() throws {
+        try checkAgainstFixture(sharedPrompts: true)
+    }
+
+    private func checkAgainstFixture(sharedPrompts: Bool) throws {
         let fixtureURL = Self.repoRoot.appendingPathComponent("../shared/fixtures/smollm2_hh8_dpo.json")
         let modelPath = Self.repoRoot.appendingPathComponent("var/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
         guard FileManager.default.fileExists(atPath: modelPath) else {
@@ -34,10 +43,17 @@ final class LlamaParityTests: XCTestCase {
         }
         let batch = SequenceBatch(fixture.pairs.map { split($0.ids_chosen, $0.n_prompt) }
                                     + fixture.pairs.map { split($0.ids_rejected, $0.n_prompt) }, padID: 2)
+        let shared = SharedPromptPairBatch(fixture.pairs.map { pair in
+            (Array(pair.ids_chosen[..<pair.n_prompt]), Array(pair.ids_chosen[pair.n_prompt...]), Array(pair.ids_rejected[pair.n_prompt...]))
+        }, padID: 2)
+        XCTAssertTrue(fixture.pairs.allSatisfy { $0.ids_chosen[..<$0.n_prompt] == $0.ids_rejected[..<$0.n_prompt] })
+        func sequenceLogProbs() -> Tensor {
+            sharedPrompts ? model.sequenceLogProbs(shared).logProbs : model.sequenceLogProbs(batch).logProbs
+        }
         let pairs = fixture.pairs.count
 
         // DPO with reference = policy: h = (π_c − ref_c) − (π_r − ref_r), loss = mean −log σ(β h) = log 2.
-        let logps = model.sequenceLogProbs(batch).logProbs
+        let logps = sequenceLogProbs()
         let reference = logps.detached().copy()
         let values = logps.toArray()
         for i in 0..<pairs {
@@ -62,7 +78,7 @@ final class LlamaParityTests: XCTestCase {
             let p = entry.tensor.pointer, g = entry.tensor.grad!.pointer
             for i in 0..<entry.tensor.count { p[i] -= lr * g[i] }
         }
-        let after = withNoGrad { model.sequenceLogProbs(batch).logProbs }
+        let after = withNoGrad { sequenceLogProbs() }
         let afterValues = after.toArray()
         for i in 0..<pairs {
             XCTAssertEqual(Double(afterValues[i]), fixture.fp64.after_sgd_step.logp_chosen[i], accuracy: 2e-3)

@@ -121,6 +121,26 @@ final class DEFTTests: XCTestCase {
         }
     }
 
+    /// L = −mean_b R(x_b, y_w,b): its value, its gradient (−1/B on each chosen reward, none on the
+    /// rejected ones) and its metrics; without differential rewards it says what is missing.
+    func testGuidanceIsMinusTheMeanChosenReward() throws {
+        let chosen = Tensor([0.02, -0.01, 0.05]), rejected = Tensor([0.01, 0.0, -0.03])
+        chosen.requiresGrad = true
+        rejected.requiresGrad = true
+        let scores = SequenceScores(logProbs: Tensor([-3, -4, -5]), tokenCounts: [2, 3, 4])
+        let input = LossInput(policy: .paired(chosen: scores, rejected: scores), differentialRewards: (chosen, rejected))
+        let output = try DEFTGuidanceLoss(options: ResolvedOptions(defaultsOf: [])).loss(input)
+        XCTAssertEqual(output.loss.item(), -0.02, accuracy: 1e-7)
+        output.loss.backward()
+        XCTAssertEqual(try XCTUnwrap(chosen.grad).toArray(), [-1 / 3, -1 / 3, -1 / 3])
+        XCTAssertNil(rejected.grad?.toArray().first { $0 != 0 })
+        XCTAssertEqual(try XCTUnwrap(output.metrics[DEFTGuidanceLoss.Metric.rewardMargin]), (0.06 - (-0.02)) / 3, accuracy: 1e-7)
+        XCTAssertThrowsError(try DEFTGuidanceLoss(options: ResolvedOptions(defaultsOf: []))
+            .loss(LossInput(policy: .paired(chosen: scores, rejected: scores)))) {
+            XCTAssertTrue("\($0)".contains("no differential rewards"), "\($0)")
+        }
+    }
+
     func options(_ overrides: [String: OptionValue]) -> ResolvedOptions {
         ResolvedOptions(defaultsOf: DEFTFilter.descriptor.options.map { spec in
             overrides[spec.name].map { OptionSpec(spec.name, spec.type, default: .value($0), help: spec.help) } ?? spec

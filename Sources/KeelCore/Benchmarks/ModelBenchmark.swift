@@ -6,7 +6,10 @@ import KeelModels
 ///   fwd     forward with the full [B·T, V] logits (as HF computes them), no grad
 ///   fwdbwd  forward + backward of Σ log p(x_{t+1} | x_≤t) over every position
 ///   dpo     one DPO step: reference forward (separate frozen copy, no grad), policy forward+backward
-///           on [chosen…; rejected…], sigmoid DPO loss β = 0.1, AdamW step, zero grad
+///           on [chosen…; rejected…], sigmoid DPO loss β = 0.1, AdamW step, zero grad. By default each
+///           pair is packed as [prompt | chosen | rejected] (`SharedPromptPairBatch`), so its prompt is
+///           computed once; tokens/s still counts the unshared workload (B rows × T tokens, as
+///           bench_torch.py computes it), so that the ratio against PyTorch compares the same work.
 /// One mode per process (peak RSS belongs to that mode); the thread count is the pool's (KEEL_THREADS).
 /// Times are the median of `iterations` steps after `warmup` untimed ones.
 public enum ModelBenchmark {
@@ -26,6 +29,8 @@ public enum ModelBenchmark {
         public var warmup = 1
         /// Per-kernel times (Profiler) over the timed iterations.
         public var profile = false
+        /// dpo: compute each pair's prompt once (false: chosen and rejected as separate rows).
+        public var sharesPrompt = true
 
         public init(mode: Mode, modelPath: String, dataPath: String) {
             self.mode = mode
@@ -46,8 +51,14 @@ public enum ModelBenchmark {
         public let threads: Int
         public let batch: Int
         public let length: Int
-        /// Positions computed per step (B·T; every row is exactly T tokens long).
+        /// Tokens per step of the unshared workload (B·T; every row is exactly T tokens long), which
+        /// tokens/s counts even when dpo shares prompts and so computes fewer positions.
         public let tokensPerStep: Int
+        /// dpo: whether pairs shared their prompt.
+        public let sharedPrompt: Bool?
+        /// Positions one forward pass computes (mean over the timed steps): B·T, or for shared prompts
+        /// the packed pairs' Σ |prompt| + |chosen| + |rejected|.
+        public let computedPositionsPerStep: Double
         public let stepSecondsMedian: Double
         public let stepSecondsMin: Double
         public let stepSecondsMax: Double
@@ -70,6 +81,7 @@ public enum ModelBenchmark {
         let tokenizer = try BPETokenizer(gguf: gguf)
         let B = options.batch, T = options.length
         var phases: [String: [Double]] = [:]
+        var computedPositions: [Int] = []
         let step: (Int) throws -> Void
         switch options.mode {
         case .fwd, .fwdbwd:
@@ -94,11 +106,18 @@ public enum ModelBenchmark {
             let P = B / 2
             step = { iteration in
                 let selected = (0..<P).map { pairs[(iteration * P + $0) % pairs.count] }
-                let batch = SequenceBatch(selected.map(\.chosen) + selected.map(\.rejected), padID: tokenizer.paddingTokenID ?? 0)
+                let padID = tokenizer.paddingTokenID ?? 0
+                let shared = SharedPromptPairBatch(selected.map { ($0.chosen.prompt, $0.chosen.completion, $0.rejected.completion) },
+                                                   padID: padID)
+                let separate = SequenceBatch(selected.map(\.chosen) + selected.map(\.rejected), padID: padID)
+                computedPositions.append(options.sharesPrompt ? shared.length : separate.rows * separate.length)
+                func logProbs(_ model: LlamaModel) -> Tensor {
+                    options.sharesPrompt ? model.sequenceLogProbs(shared).logProbs : model.sequenceLogProbs(separate).logProbs
+                }
                 let t0 = now()
-                let referenceLogProbs = withNoGrad { reference.sequenceLogProbs(batch).logProbs }
+                let referenceLogProbs = withNoGrad { logProbs(reference) }
                 let t1 = now()
-                let policyLogProbs = model.sequenceLogProbs(batch).logProbs
+                let policyLogProbs = logProbs(model)
                 let loss = dpoLoss(policy: policyLogProbs, reference: referenceLogProbs, pairs: P, beta: 0.1)
                 loss.backward()
                 let t2 = now()
@@ -115,7 +134,7 @@ public enum ModelBenchmark {
         for iteration in 0..<(options.warmup + options.iterations) {
             let timed = iteration >= options.warmup
             if timed && options.profile { Profiler.isEnabled = true }
-            if iteration == options.warmup { phases = [:]; Profiler.reset() }
+            if iteration == options.warmup { phases = [:]; computedPositions = []; Profiler.reset() }
             let start = now()
             try step(iteration)
             if timed { times.append(now() - start) }
@@ -130,6 +149,9 @@ public enum ModelBenchmark {
             }.sorted { $0.seconds > $1.seconds }
         }
         return Report(mode: options.mode, threads: ThreadPool.shared.threadCount, batch: B, length: T, tokensPerStep: B * T,
+                      sharedPrompt: options.mode == .dpo ? options.sharesPrompt : nil,
+                      computedPositionsPerStep: computedPositions.isEmpty ? Double(B * T)
+                          : Double(computedPositions.reduce(0, +)) / Double(computedPositions.count),
                       stepSecondsMedian: median, stepSecondsMin: times.min() ?? 0, stepSecondsMax: times.max() ?? 0,
                       tokensPerSecond: Double(B * T) / median,
                       phases: phases.isEmpty ? nil : phases.mapValues { Self.median($0) },
@@ -185,6 +207,7 @@ public enum ModelBenchmark {
     public static func format(_ r: Report) -> String {
         func f(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
         var lines = ["\(r.mode.rawValue), \(r.threads) thread(s), \(r.batch)×\(r.length): "
+                     + (r.sharedPrompt == true ? "prompt shared (\(f(r.computedPositionsPerStep, 0)) positions computed; tok/s counts the unshared tokens), " : "")
                      + "\(f(r.stepSecondsMedian, 3)) s/step (\(f(r.stepSecondsMin, 3))–\(f(r.stepSecondsMax, 3))), "
                      + "\(f(r.tokensPerSecond, 1)) tok/s, peak RSS \(f(r.peakRSSMiB, 0)) MiB, load \(f(r.loadSeconds)) s, "
                      + "load average \(f(r.loadAverageAtStart)) → \(f(r.loadAverageAtEnd))"]

@@ -15,6 +15,15 @@ public enum Turns: Codable, Equatable, Sendable {
     case text(String)
     case messages([ChatMessage])
 
+    /// The words without the chat format: the text, or the messages' contents separated by blank lines
+    /// (what rule rewards and reports see of a prompt).
+    public var plainText: String {
+        switch self {
+        case .text(let s): return s
+        case .messages(let m): return m.map(\.content).joined(separator: "\n\n")
+        }
+    }
+
     /// True when there is nothing but whitespace to learn from.
     public var isBlank: Bool {
         switch self {

@@ -67,4 +67,4 @@ func turnsField(_ object: [String: Any], _ key: String) throws -> Turns {
 }
 
 /// `file:line` ids, short enough for reports.
-func exampleID(path: String, line: Int) -> String { "\((path as NSString).lastPathComponent):\(line)" }
+public func exampleID(path: String, line: Int) -> String { "\((path as NSString).lastPathComponent):\(line)" }

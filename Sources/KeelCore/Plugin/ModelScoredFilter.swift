@@ -38,7 +38,7 @@ extension ModelScoredPairFilter {
 }
 
 /// A score a ranking data filter gave one example, and whether the example was kept.
-public struct ExampleScore: Equatable, Sendable {
+public struct ExampleScore: Codable, Equatable, Sendable {
     /// The example's id (`file:line`).
     public var id: String
     public var score: Double

@@ -59,12 +59,16 @@ public struct Capabilities: OptionSet, Hashable, Sendable {
     /// that drops pairs flagged with an empty completion (`drop-flagged`), so they are counted before
     /// training instead of turning into NaN during it.
     public static let requiresNonEmptyCompletions = Capabilities(rawValue: 1 << 8)
+    /// A loss that needs DEFT's differential distribution reward R(x, y) of each completion under the
+    /// policy, differentiable (`LossInput.differentialRewards`).
+    public static let needsDifferentialReward = Capabilities(rawValue: 1 << 9)
 
     static let names: [(Capabilities, String)] = [
         (.needsReference, "needs-reference"), (.referenceFree, "reference-free"), (.needsRewards, "needs-rewards"),
         (.mutatesReference, "mutates-reference"), (.needsGeneration, "needs-generation"),
         (.pairwiseLoss, "pairwise-loss"), (.requiresPairwiseLoss, "requires-pairwise-loss"),
         (.pairwiseReward, "pairwise-reward"), (.requiresNonEmptyCompletions, "requires-non-empty-completions"),
+        (.needsDifferentialReward, "needs-differential-reward"),
     ]
 
     public var names: [String] { Self.names.filter { contains($0.0) }.map(\.1) }

@@ -6,11 +6,21 @@ public struct PluginInstances {
     public let schedulers: [(node: PluginNode, plugin: any SchedulerPlugin)]
 
     /// Runs the data nodes in recipe order; each node's report says what it produced, skipped, flagged.
-    public func loadData(seed: UInt64) throws -> Dataset {
+    /// With a `sampler`, policy-sampled sources (generate-pairs) generate with it and the reward plugin;
+    /// without one they produce nothing (`keel plan --data`).
+    public func loadData(seed: UInt64, sampler: (any PolicySampler)? = nil) throws -> Dataset {
         var dataset = Dataset()
         for (node, plugin) in data {
             var report = DataNodeReport(node: "\(node.keyPath) \(node.name)")
-            try plugin.process(&dataset, report: &report, context: DataContext(seed: seed, node: node.keyPath))
+            let context = DataContext(seed: seed, node: node.keyPath)
+            if let source = plugin as? any PolicySampledSource, let sampler {
+                guard let reward else {
+                    throw PluginInputError("\(node.label): scores the replies it samples with the recipe's reward plugin, but the recipe has none; expected a `reward:` node")
+                }
+                try source.generate(&dataset, report: &report, context: context, sampler: sampler, reward: reward)
+            } else {
+                try plugin.process(&dataset, report: &report, context: context)
+            }
             dataset.report.append(report)
         }
         return dataset

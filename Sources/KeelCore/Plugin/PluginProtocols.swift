@@ -196,13 +196,18 @@ public struct LossInput {
     public var rewards: RewardScores?
     /// Current values of scheduled hyper-parameters (e.g. `beta`), set by schedulers.
     public var hyperparameters: [String: Double]
+    /// Present iff some loss declares `.needsDifferentialReward`: per pair, DEFT's
+    /// R(x, y) = (1/|y|)·Σ_t Σ_v πθ(v | x, y_<t)·Q_diff(v) of each completion [B], differentiable through
+    /// the policy (Q_diff from the training pairs, `DifferentialDistribution`).
+    public var differentialRewards: (chosen: Tensor, rejected: Tensor)?
 
     public init(policy: LossBatch, reference: LossBatch? = nil, rewards: RewardScores? = nil,
-                hyperparameters: [String: Double] = [:]) {
+                hyperparameters: [String: Double] = [:], differentialRewards: (chosen: Tensor, rejected: Tensor)? = nil) {
         self.policy = policy
         self.reference = reference
         self.rewards = rewards
         self.hyperparameters = hyperparameters
+        self.differentialRewards = differentialRewards
     }
 }
 

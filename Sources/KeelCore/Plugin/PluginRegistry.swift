@@ -1,8 +1,12 @@
-/// Plugins by name. `PluginRegistry.builtin()` holds Keel's own; method plugins (and, in a later issue,
-/// dynamically loaded ones) are added with `register`, which checks each declaration once so that a
-/// malformed plugin fails at registration, not in the middle of a user's recipe.
+import Foundation
+
+/// Plugins by name. `PluginRegistry.builtin()` holds Keel's own; method plugins and custom plugins loaded
+/// from shared libraries (`PluginLibraryLoader`) are added with `register`, which checks each declaration
+/// once so that a malformed plugin fails at registration, not in the middle of a user's recipe.
 public struct PluginRegistry {
     private var types: [String: any KeelPlugin.Type] = [:]
+    /// Custom plugins: the shared library each was loaded from.
+    private var libraries: [String: URL] = [:]
 
     /// Keys a plugin node uses for itself; no option may take these names.
     public static let reservedKeys = ["name", "weight"]
@@ -50,6 +54,19 @@ public struct PluginRegistry {
         }
         types[d.name] = type
     }
+
+    /// Registers a plugin library's types all together or, if any declaration fails, none of them.
+    public mutating func register(_ libraryTypes: [any KeelPlugin.Type], library: URL) throws {
+        var candidate = self
+        for type in libraryTypes {
+            try candidate.register(type)
+            candidate.libraries[type.descriptor.name] = library
+        }
+        self = candidate
+    }
+
+    /// The shared library a custom plugin came from; nil for plugins compiled into `keel`.
+    public func library(of name: String) -> URL? { libraries[name] }
 
     public func type(named name: String) -> (any KeelPlugin.Type)? { types[name] }
     public func descriptor(named name: String) -> PluginDescriptor? { types[name]?.descriptor }

@@ -27,6 +27,9 @@ public struct PluginGraph {
         var shape: DataShape?, shapeSetter: PluginNode?, firstNonSource: PluginNode?, split: PluginNode?
         for node in recipe.data {
             let d = node.descriptor
+            if d.capabilities.contains(.needsRewards), recipe.reward == nil {
+                refuse(node, "'\(node.name)' scores examples with the reward plugin, but the recipe has none; expected a `reward:` node")
+            }
             if d.dataRole == .source {
                 if let earlier = firstNonSource {
                     refuse(node, "source '\(node.name)' comes after the \(earlier.descriptor.dataRole?.rawValue ?? "") \(earlier.label); expected all sources first")
@@ -128,6 +131,9 @@ public struct PluginGraph {
         let training = recipe.trainingConfig
         if training.evalEvery > 0, split == nil, let mark = line(recipe.training, "eval_every") {
             refuse(mark, "training.eval_every", "evaluates every \(training.evalEvery) steps, but the data list has no split node; expected a `- name: split` node in data, or eval_every: 0")
+        }
+        if training.evalGenerations > 0, split == nil, let mark = line(recipe.training, "eval_generations") {
+            refuse(mark, "training.eval_generations", "answers \(training.evalGenerations) held-out prompts, but the data list has no split node; expected a `- name: split` node in data, or eval_generations: 0")
         }
 
         if !refusals.isEmpty { throw RecipeErrors(diagnostics: refusals.sorted { $0.mark < $1.mark }) }

@@ -63,6 +63,11 @@ public struct TrainingConfig: Equatable {
     public let checkpointEvery: Int
     public let keepCheckpoints: Int
     public let logEvery: Int
+    /// Compute each pair's prompt once for chosen and rejected (`SharedPromptPairBatch`).
+    public let sharesPrompt: Bool
+    /// Held-out prompts answered greedily at step 0 and at the end (0 = none).
+    public let evalGenerations: Int
+    public let evalMaxNewTokens: Int
 
     public init(_ o: ResolvedOptions) {
         steps = o.int("steps")
@@ -75,6 +80,9 @@ public struct TrainingConfig: Equatable {
         checkpointEvery = o.int("checkpoint_every") ?? 0
         keepCheckpoints = o.int("keep_checkpoints") ?? 1
         logEvery = o.int("log_every") ?? 1
+        sharesPrompt = o.bool("share_prompt") ?? true
+        evalGenerations = o.int("eval_generations") ?? 0
+        evalMaxNewTokens = o.int("eval_max_new_tokens") ?? 64
     }
 }
 
@@ -168,6 +176,10 @@ public enum RecipeSchema {
         .int("checkpoint_every", 0, in: .nonNegative, "checkpoint every N steps; 0 = only at the end"),
         .int("keep_checkpoints", 2, in: .atLeast(1), "most recent checkpoints kept on disk"),
         .int("log_every", 1, in: .atLeast(1), "record metrics every N steps"),
+        .bool("share_prompt", true, "pack each pair as [prompt | chosen | rejected] so the prompt is computed once"),
+        .int("eval_generations", 0, in: .nonNegative,
+             "answer this many held-out prompts greedily at step 0 and at the end, scored by the reward plugin; 0 = never (needs a split in data)"),
+        .int("eval_max_new_tokens", 64, in: .atLeast(1), "longest answer of eval_generations, in tokens"),
     ]
 
     public static let output: [OptionSpec] = [

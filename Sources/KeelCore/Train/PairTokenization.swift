@@ -80,7 +80,7 @@ public struct PairTokenizer {
             return (p, c, r)
         case (.messages(let p), .messages(let c), .messages(let r)):
             let template = try tokenizer.chatTemplate()
-            let prompt = template.render(try chat(p), addGenerationPrompt: true)
+            let prompt = try promptText(.messages(p))
             func completion(_ messages: [ChatMessage]) throws -> String {
                 let full = template.render(try chat(p + messages), addGenerationPrompt: false)
                 guard full.hasPrefix(prompt) else { throw Skip(cause: SkipCause.chatTemplatePrefixMismatch) }
@@ -89,6 +89,15 @@ public struct PairTokenizer {
             return (prompt, try completion(c), try completion(r))
         default:
             throw Skip(cause: SkipCause.mixedFormats)
+        }
+    }
+
+    /// A prompt as the text the model reads before its reply: text as is, messages rendered with the chat
+    /// template and its generation prompt (what training pairs' prompts become; generation starts here).
+    func promptText(_ prompt: Turns) throws -> String {
+        switch prompt {
+        case .text(let p): return p
+        case .messages(let p): return try tokenizer.chatTemplate().render(try chat(p), addGenerationPrompt: true)
         }
     }
 
@@ -120,22 +129,56 @@ public struct PairTokenizer {
     }
 }
 
-/// One forward batch of pairs: rows 0..<B are the chosen sequences, rows B..<2B the rejected ones (one
-/// `SequenceBatch`, so policy and reference each run a single forward pass per micro-batch).
+/// One forward batch of pairs, so policy and reference each run a single forward pass per micro-batch:
+/// with `sharesPrompt` (the default) one packed row per pair whose prompt is computed once
+/// (`SharedPromptPairBatch`), otherwise a `SequenceBatch` whose rows 0..<B are the chosen sequences and
+/// rows B..<2B the rejected ones. Both give the same log-probs up to float summation order.
 public struct PairBatch {
     public let pairs: [TokenizedPair]
-    public let sequences: SequenceBatch
+    public let layout: Layout
 
-    public init(_ pairs: [TokenizedPair], padID: Int) {
-        self.pairs = pairs
-        let chosen = pairs.map { PromptCompletionTokens(prompt: $0.prompt, completion: $0.chosen) }
-        let rejected = pairs.map { PromptCompletionTokens(prompt: $0.prompt, completion: $0.rejected) }
-        sequences = SequenceBatch(chosen + rejected, padID: padID)
+    public enum Layout {
+        case sharedPrompt(SharedPromptPairBatch)
+        case separate(SequenceBatch)
     }
 
-    /// The model's sequence log-probs, split back into chosen and rejected rows.
+    public init(_ pairs: [TokenizedPair], padID: Int, sharesPrompt: Bool = true) {
+        self.pairs = pairs
+        if sharesPrompt {
+            layout = .sharedPrompt(SharedPromptPairBatch(pairs.map { ($0.prompt, $0.chosen, $0.rejected) }, padID: padID))
+        } else {
+            let chosen = pairs.map { PromptCompletionTokens(prompt: $0.prompt, completion: $0.chosen) }
+            let rejected = pairs.map { PromptCompletionTokens(prompt: $0.prompt, completion: $0.rejected) }
+            layout = .separate(SequenceBatch(chosen + rejected, padID: padID))
+        }
+    }
+
+    /// The model's sequence log-probs, split into chosen and rejected.
     public func scores(_ model: LlamaModel) -> LossBatch {
-        let (logProbs, counts) = model.sequenceLogProbs(sequences)
+        let (logProbs, counts): (Tensor, [Int])
+        switch layout {
+        case .sharedPrompt(let batch): (logProbs, counts) = model.sequenceLogProbs(batch)
+        case .separate(let batch): (logProbs, counts) = model.sequenceLogProbs(batch)
+        }
+        return split(logProbs, counts)
+    }
+
+    /// `scores` and, from the same forward, each completion's mean expectation of q under the policy,
+    /// (1/|y|)·Σ_t Σ_v π(v | x, y_<t)·q[v] (DEFT's R(x, y) with q = Q_diff), chosen and rejected [B] each;
+    /// all differentiable. Needs the separate-rows layout (`sharesPrompt: false`): the expectation kernel
+    /// scores positions, not (row, target) lists.
+    public func scoresAndExpectations(_ model: LlamaModel, vector q: [Float]) -> (LossBatch, (chosen: Tensor, rejected: Tensor)) {
+        guard case .separate(let sequences) = layout else {
+            preconditionFailure("PairBatch.scoresAndExpectations needs a batch built with sharesPrompt: false")
+        }
+        let (perPosition, expectations) = model.targetLogProbsAndExpectations(sequences, vector: q)
+        let shape = [sequences.rows, sequences.length], counts = sequences.completionCounts
+        let means = expectations.reshaped(shape).sum(axes: [1]) * Tensor(counts.map { 1 / Float(max($0, 1)) })
+        let b = pairs.count
+        return (split(perPosition.reshaped(shape).sum(axes: [1]), counts), (means.rows(0..<b), means.rows(b..<2 * b)))
+    }
+
+    private func split(_ logProbs: Tensor, _ counts: [Int]) -> LossBatch {
         let b = pairs.count
         return .paired(chosen: SequenceScores(logProbs: logProbs.rows(0..<b), tokenCounts: Array(counts[0..<b])),
                        rejected: SequenceScores(logProbs: logProbs.rows(b..<2 * b), tokenCounts: Array(counts[b...])))

@@ -7,10 +7,32 @@ public protocol TrainingObserver: AnyObject {
     func checkpoint(_ trainer: Trainer) throws
     /// Called after every optimizer step, logged or not (a sign of life for the run's heartbeat).
     func stepCompleted(_ step: Int) throws
+    /// Greedy answers to held-out prompts at step 0 and at the end (`training.eval_generations`).
+    func generations(step: Int, _ answers: [GeneratedAnswer]) throws
 }
 
 extension TrainingObserver {
     public func stepCompleted(_ step: Int) throws {}
+    public func generations(step: Int, _ answers: [GeneratedAnswer]) throws {}
+}
+
+/// One held-out prompt answered by the policy (generation-based evaluation).
+public struct GeneratedAnswer: Codable, Equatable, Sendable {
+    /// The eval pair's id (`file:line`).
+    public var id: String
+    /// The prompt's plain text (`Turns.plainText`), as the reward plugin saw it.
+    public var prompt: String
+    public var answer: String
+    /// Answer tokens (the stop token not counted).
+    public var tokens: Int
+    /// The reward plugin's score; nil without one.
+    public var reward: Double?
+}
+
+/// Metrics of generation-based evaluation (eval split; means over the answered prompts).
+public enum GenerationMetric {
+    public static let rewardMean = "generation/reward_mean"
+    public static let lengthMean = "generation/length_mean"
 }
 
 /// Sub-streams of `training.seed` the trainer draws from (1 and 2 are the data plugins', `SeedStream`).
@@ -39,6 +61,10 @@ public final class Trainer: TrainingContext {
     let sourcePairs: [String: PreferencePair]
     let padID: Int
     let needsReference: Bool, mutatesReference: Bool, needsRewards: Bool, schedulesLearningRate: Bool
+    /// The model as data plugins and evaluation see it (scoring, sampling, greedy answers).
+    let policyAccess: PolicyAccess
+    /// DEFT's Q_diff over the training pairs, when a loss needs the differential reward (deft-guidance).
+    let differentialVector: [Float]?
     let checkpointablePlugins: [(keyPath: String, plugin: any Checkpointable)]
     var referenceCache: [MetricSplit: (chosen: [Float], rejected: [Float])] = [:]
     private var currentOrder: (epoch: Int, order: [Int])?
@@ -52,7 +78,7 @@ public final class Trainer: TrainingContext {
     public var hyperparameters: [String: Double] = [:]
 
     /// Loads data, tokenizer and models for `graph`; `log` receives one line per preparation stage.
-    public init(graph: PluginGraph, log: (String) -> Void = { _ in }) throws {
+    public init(graph: PluginGraph, log: @escaping (String) -> Void = { _ in }) throws {
         recipe = graph.recipe
         config = recipe.trainingConfig
         optimizerConfig = recipe.optimizerConfig
@@ -62,13 +88,23 @@ public final class Trainer: TrainingContext {
         (needsReference, mutatesReference, needsRewards) = (any(.needsReference), any(.mutatesReference), any(.needsRewards))
         schedulesLearningRate = recipe.schedulers.contains { $0.descriptor.controls.contains(ControlledValue.learningRate) }
 
-        let dataset = try plugins.loadData(seed: config.seed)
+        // The policy comes first: data plugins may sample from it (generate-pairs) or score with it (DEFT).
         tokenizer = try ModelLoading.tokenizer(recipe.model)
         pairTokenizer = try PairTokenizer(tokenizer: tokenizer)
         padID = tokenizer.paddingTokenID ?? pairTokenizer.eosID
+        policy = try ModelLoading.model(recipe.model, maxLength: config.maxLength)
+        guard config.maxLength <= policy.config.maxPositions else {
+            throw TrainerError("training.max_length \(config.maxLength) exceeds the model's \(policy.config.maxPositions) positions")
+        }
+        policyAccess = PolicyAccess(model: policy, pairTokenizer: pairTokenizer, maxLength: config.maxLength, log: log)
+
+        let dataset = try plugins.loadData(seed: config.seed, sampler: policyAccess)
         var (train, trainReport) = try pairTokenizer.tokenize(dataset.train, node: "tokenize (train)")
         var (eval, evalReport) = try pairTokenizer.tokenize(dataset.eval, node: "tokenize (eval)")
-        let transformReports = try plugins.transformTokenized(&train, split: "train") + plugins.transformTokenized(&eval, split: "eval")
+        differentialVector = recipe.loss.contains { $0.descriptor.capabilities.contains(.needsDifferentialReward) }
+            ? try DifferentialDistribution.of(train, vocabularySize: policy.config.vocab, user: "differential reward").map { Float($0) } : nil
+        let transformReports = try plugins.transformTokenized(&train, split: "train", scorer: policyAccess)
+            + plugins.transformTokenized(&eval, split: "eval", scorer: policyAccess)
         PairTokenizer.truncate(&train, maxLength: config.maxLength, report: &trainReport)
         PairTokenizer.truncate(&eval, maxLength: config.maxLength, report: &evalReport)
         guard !train.isEmpty else { throw TrainerError("no training pairs are left after the data pipeline and tokenisation") }
@@ -78,10 +114,6 @@ public final class Trainer: TrainingContext {
                                  uniquingKeysWith: { first, _ in first })
         log("data: \(train.count) training pairs, \(eval.count) evaluation pairs")
 
-        policy = try ModelLoading.model(recipe.model, maxLength: config.maxLength)
-        guard config.maxLength <= policy.config.maxPositions else {
-            throw TrainerError("training.max_length \(config.maxLength) exceeds the model's \(policy.config.maxPositions) positions")
-        }
         let largestID = (train + eval).lazy.flatMap { $0.prompt + $0.chosen + $0.rejected }.max() ?? 0
         guard largestID < policy.config.vocab else {
             throw TrainerError("token id \(largestID) is outside the model's vocabulary of \(policy.config.vocab); the tokenizer does not match the model")
@@ -118,6 +150,7 @@ public final class Trainer: TrainingContext {
 
     public func train(observer: TrainingObserver) throws {
         if step == 0, config.evalEvery > 0, !evalPairs.isEmpty { try observer.record(step: 0, split: .eval, metrics: try evaluate()) }
+        if step == 0 { try evaluateGenerations(observer: observer) }
         while step < totalSteps {
             let started = DispatchTime.now().uptimeNanoseconds
             optimizer.zeroGrad()
@@ -148,6 +181,7 @@ public final class Trainer: TrainingContext {
             if config.evalEvery > 0, !evalPairs.isEmpty, step % config.evalEvery == 0 || step == totalSteps {
                 try observer.record(step: step, split: .eval, metrics: try evaluate())
             }
+            if step == totalSteps { try evaluateGenerations(observer: observer) }
             try observer.stepCompleted(step)
             FaultInjection.afterStep(step)
             let checkpointDue = (config.checkpointEvery > 0 && step % config.checkpointEvery == 0) || step == totalSteps
@@ -188,8 +222,14 @@ public final class Trainer: TrainingContext {
     /// The weighted loss Σ wₖ·Lₖ of the pairs `indices` of a split, and the loss plugins' metrics plus `loss`.
     func loss(_ indices: [Int], split: MetricSplit) throws -> (Tensor, [String: Double]) {
         let pairs = indices.map { split == .train ? trainPairs[$0] : evalPairs[$0] }
-        let batch = PairBatch(pairs, padID: padID)
-        let policyScores = batch.scores(policy)
+        // deft-guidance's expectations are computed per position, so its batches keep separate rows.
+        let batch = PairBatch(pairs, padID: padID, sharesPrompt: config.sharesPrompt && differentialVector == nil)
+        var policyScores: LossBatch, differentialRewards: (chosen: Tensor, rejected: Tensor)?
+        if let differentialVector {
+            (policyScores, differentialRewards) = batch.scoresAndExpectations(policy, vector: differentialVector)
+        } else {
+            policyScores = batch.scores(policy)
+        }
         var referenceScores: LossBatch?
         if needsReference {
             if let cache = referenceCache[split] {
@@ -201,7 +241,8 @@ public final class Trainer: TrainingContext {
         }
         let (terms, metrics) = try plugins.loss.evaluate(LossInput(policy: policyScores, reference: referenceScores,
                                                                    rewards: needsRewards ? try rewards(pairs) : nil,
-                                                                   hyperparameters: hyperparameters))
+                                                                   hyperparameters: hyperparameters,
+                                                                   differentialRewards: differentialRewards))
         var total = terms[0].loss * Float(terms[0].weight)
         for term in terms.dropFirst() { total = total + term.loss * Float(term.weight) }
         return (total, metrics.merging([TrainMetric.loss: Double(total.item())]) { $1 })
@@ -233,6 +274,25 @@ public final class Trainer: TrainingContext {
         }
     }
 
+    /// Greedy answers of the current policy to the first `training.eval_generations` evaluation prompts,
+    /// scored by the reward plugin: their mean reward and length go to the eval metrics of this step, the
+    /// answers themselves to the observer (events, the run's report).
+    func evaluateGenerations(observer: TrainingObserver) throws {
+        let prompts = evalPairs.prefix(config.evalGenerations).compactMap { pair in sourcePairs[pair.id].map { (pair.id, $0.prompt) } }
+        guard !prompts.isEmpty else { return }
+        policyAccess.progress("eval generations at step \(step): \(prompts.count) held-out prompts")
+        let replies = try policyAccess.answers(prompts.map(\.1), maxNewTokens: config.evalMaxNewTokens)
+        let answers = try zip(prompts, replies).map { prompt, reply in
+            GeneratedAnswer(id: prompt.0, prompt: prompt.1.plainText, answer: reply.text, tokens: reply.tokens,
+                            reward: try plugins.reward?.score(prompt: prompt.1.plainText, response: reply.text))
+        }
+        var metrics = [GenerationMetric.lengthMean: Double(answers.map(\.tokens).reduce(0, +)) / Double(answers.count)]
+        let rewards = answers.compactMap(\.reward)
+        if !rewards.isEmpty { metrics[GenerationMetric.rewardMean] = rewards.reduce(0, +) / Double(rewards.count) }
+        try observer.record(step: step, split: .eval, metrics: metrics)
+        try observer.generations(step: step, answers)
+    }
+
     /// Reference log-probs of every pair, computed once in fixed batches (so a resumed run recomputes the
     /// same values bit for bit).
     private func cachedReferenceLogProbs(_ pairs: [TokenizedPair]) -> (chosen: [Float], rejected: [Float]) {
@@ -240,7 +300,8 @@ public final class Trainer: TrainingContext {
         var chosen: [Float] = [], rejected: [Float] = []
         withNoGrad {
             for start in stride(from: 0, to: pairs.count, by: config.batchSize) {
-                guard case .paired(let c, let r) = PairBatch(Array(pairs[start..<min(start + config.batchSize, pairs.count)]), padID: padID).scores(reference)
+                guard case .paired(let c, let r) = PairBatch(Array(pairs[start..<min(start + config.batchSize, pairs.count)]), padID: padID,
+                                                             sharesPrompt: config.sharesPrompt).scores(reference)
                 else { continue }
                 chosen += c.logProbs.toArray()
                 rejected += r.logProbs.toArray()

@@ -9,6 +9,8 @@ public struct RunLayout: Sendable {
     public var store: URL { varDirectory.appendingPathComponent("keel.db") }
     public func run(_ runID: String) -> URL { varDirectory.appendingPathComponent("runs/\(runID)", isDirectory: true) }
     public func checkpoints(_ runID: String) -> URL { run(runID).appendingPathComponent("checkpoints", isDirectory: true) }
+    /// Before/after answers to held-out prompts (`training.eval_generations`), written when the run completes.
+    public func report(_ runID: String) -> URL { run(runID).appendingPathComponent("report.md") }
     /// The final model as a Hugging Face folder, written when the run completes.
     public func export(_ runID: String) -> URL { run(runID).appendingPathComponent("export", isDirectory: true) }
     /// Safetensors files being assembled for a checkpoint (streamed from here into the checkpoint).
@@ -23,6 +25,22 @@ public enum RunEvent {
     public static let finished = "finished"
     /// A stop request (SIGTERM/SIGINT) ended the run after a checkpoint; it resumes from there.
     public static let stopped = "stopped"
+    /// Every score a ranking data filter (DEFT) gave, one event per node: `ExampleScoresEvent`.
+    public static let exampleScores = "example-scores"
+    /// Greedy answers to held-out prompts at one step: `GenerationsEvent`.
+    public static let generations = "generations"
+}
+
+/// The `example-scores` event: which training examples a ranking filter kept, and every score it gave.
+public struct ExampleScoresEvent: Codable, Equatable {
+    public let node: String
+    public let scores: [ExampleScore]
+}
+
+/// The `generations` event: the policy's greedy answers to held-out prompts at `step`.
+public struct GenerationsEvent: Codable, Equatable {
+    public let step: Int
+    public let answers: [GeneratedAnswer]
 }
 
 /// One run of the trainer, in the foreground, recorded in the store: `keel run` starts one, `keel resume`
@@ -112,6 +130,9 @@ public final class TrainingRun: TrainingObserver {
             try store.setTotalSteps(runID, trainer.totalSteps)
             try store.recordEvent(runID, kind: RunEvent.data, trainer.dataReports.map(DataReportEvent.init))
             for report in trainer.dataReports { display.line(DataReportEvent(report).summary) }
+            for report in trainer.dataReports where !report.exampleScores.isEmpty {
+                try store.recordEvent(runID, kind: RunEvent.exampleScores, ExampleScoresEvent(node: report.node, scores: report.exampleScores))
+            }
             let run = try TrainingRun(store: store, runID: runID, layout: layout,
                                       keepCheckpoints: graph.recipe.trainingConfig.keepCheckpoints, display: display)
             try run.checkpoints.recoverAfterCrash()
@@ -126,6 +147,10 @@ public final class TrainingRun: TrainingObserver {
             let trainSeconds = Date().timeIntervalSince(started)
             display.end()
             try export(trainer.policy, tokenizer: trainer.tokenizer, to: layout.export(runID))
+            if let report = try GenerationReport(store: store, runID: runID) {
+                try Data(report.markdown.utf8).write(to: layout.report(runID), options: .atomic)
+                display.line(report.summary + "; answers in " + layout.report(runID).path)
+            }
             try? FileManager.default.removeItem(at: layout.scratch(runID))
             let bookkeeping = (run.storeSeconds + run.checkpointSeconds) / max(trainSeconds, 1e-9)
             try store.recordEvent(runID, kind: RunEvent.finished, [
@@ -173,6 +198,10 @@ public final class TrainingRun: TrainingObserver {
         try store.recordMetrics(runID, step: step, split: split, metrics)
         storeSeconds += Date().timeIntervalSince(started)
         display.record(step: step, split: split, metrics: metrics)
+    }
+
+    public func generations(step: Int, _ answers: [GeneratedAnswer]) throws {
+        try store.recordEvent(runID, kind: RunEvent.generations, GenerationsEvent(step: step, answers: answers))
     }
 
     public func checkpoint(_ trainer: Trainer) throws {

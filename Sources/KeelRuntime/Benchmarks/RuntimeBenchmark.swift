@@ -57,6 +57,9 @@ public enum RuntimeBenchmark {
         public let stepOtherSgemmSplit: StepResult?
         /// 1-minute load average when the benchmark started (other processes compete for the cores).
         public let loadAverageAtStart: Double
+        /// Microseconds per empty `parallelFor` over the pool's threads: the fixed cost every threaded
+        /// kernel call pays (a pathological pool shows up here as tens of µs).
+        public let poolDispatchMicroseconds: Double
     }
 
     public static func run(_ options: Options = Options()) -> Report {
@@ -65,6 +68,7 @@ public enum RuntimeBenchmark {
         let savedBLASThreads = BLASThreads.count
         defer { BLASThreads.count = savedBLASThreads }
         BLASThreads.count = 1
+        let dispatch = poolDispatchMicroseconds()
         let peak1 = fmaPeakGflops(threads: 1)
         let peakAll = fmaPeakGflops(threads: pool.threadCount)
         let shapes = [(1024, 576, 1536), (1024, 1536, 576), (1024, 576, 49152)]
@@ -80,7 +84,16 @@ public enum RuntimeBenchmark {
         }
         return Report(threads: pool.threadCount, blasCore: BLASThreads.coreName, fmaPeakGflopsOneThread: peak1,
                       fmaPeakGflopsAllThreads: peakAll, sgemm: sgemm, step: step, stepOtherSgemmSplit: other,
-                      loadAverageAtStart: load)
+                      loadAverageAtStart: load, poolDispatchMicroseconds: dispatch)
+    }
+
+    /// Mean µs of an empty dispatch of one chunk per pool thread, after a warm-up.
+    public static func poolDispatchMicroseconds(rounds: Int = 10_000) -> Double {
+        let pool = ThreadPool.shared
+        for _ in 0..<100 { pool.parallelFor(pool.threadCount) { _, _ in } }
+        let start = now()
+        for _ in 0..<rounds { pool.parallelFor(pool.threadCount) { _, _ in } }
+        return (now() - start) / Double(rounds) * 1e6
     }
 
     /// GFLOP/s of a register-resident FMA loop on `threads` pool workers: 12 independent SIMD8
@@ -198,6 +211,7 @@ public enum RuntimeBenchmark {
                      + "load average at start \(f(report.loadAverageAtStart, 2))"]
         lines.append("fp32 FMA peak (AVX2 loop): \(f(report.fmaPeakGflopsOneThread)) GFLOP/s on 1 thread, "
                      + "\(f(report.fmaPeakGflopsAllThreads)) on \(report.threads)")
+        lines.append("thread pool: \(f(report.poolDispatchMicroseconds, 2)) µs per empty dispatch over \(report.threads) threads")
         lines.append("sgemm GFLOP/s (C[M,N] = A[M,K]·B[K,N]; best of repetitions):")
         lines.append("  M×K×N                 1 thread   pool split   OpenBLAS threads")
         for s in report.sgemm {

@@ -8,17 +8,26 @@ import Foundation
 // Every product is one sgemm reading q/k/v in place through row strides (NH·D, NKV·D), so the
 // [B,T,NH,D] layout that the projections produce needs no transposition.
 // Right padding needs no extra mask: with a causal mask real positions never see later (padded) ones.
+// Packed rows need more than the causal mask: `keyMask` [B,T,3] gives each query t its first visible
+// key (sequences packed back to back start where their own tokens start) and a span of keys
+// [hiddenStart, hiddenEnd) it must not see. Prompt-shared preference pairs (Wang et al. 2024,
+// "Accelerating Direct Preference Optimization with Prefix Sharing") pack [prompt | chosen | rejected]
+// and hide the chosen span from the rejected tokens, so each completion attends to the prompt and
+// itself only. A block's scores start at the smallest first visible key of its rows, so keys of
+// earlier packed sequences cost nothing; hidden scores inside that range are computed (the blocks
+// stay single sgemms) and masked out of the softmax.
 
 /// Rows of a head processed per sgemm. 64 keeps scores for T=2048 at 512 KiB per thread, and wastes
 /// at most 63·64/2 scores per block on the masked upper triangle of the diagonal block.
 let attentionRowBlock = 64
 
 /// out [B,T,NH,D], lse [B,NH,T] (log-sum-exp of each row's scaled scores, saved for backward)
-/// ← q [B,T,NH,D], k [B,T,NKV,D], v [B,T,NKV,D];  scores scaled by 1/sqrt(D).
+/// ← q [B,T,NH,D], k [B,T,NKV,D], v [B,T,NKV,D], optional keyMask [B,T,3] (per query: first visible key,
+/// hidden span start, hidden span end; nil = plain causal);  scores scaled by 1/sqrt(D).
 public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>,
                              _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
-                             B: Int, T: Int, NH: Int, NKV: Int, D: Int) {
-    precondition(NKV > 0 && NH % NKV == 0, "attention: \(NH) query heads are not a multiple of \(NKV) key/value heads")
+                             B: Int, T: Int, NH: Int, NKV: Int, D: Int, keyMask: UnsafePointer<Int32>? = nil) {
+    checkAttentionShapes(B: B, T: T, NH: NH, NKV: NKV, keyMask: keyMask)
     let token = Profiler.begin()
     defer { Profiler.end("attention.forward", token) }
     let scale = 1 / Float(D).squareRoot()
@@ -34,23 +43,30 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMu
                 let kh = k + b * T * ldkv + kvh * D, vh = v + b * T * ldkv + kvh * D
                 let lseh = lse + (b * NH + h) * T
                 for rowStart in stride(from: 0, to: T, by: attentionRowBlock) {
-                    let rows = min(attentionRowBlock, T - rowStart), cols = rowStart + rows
-                    // scores [rows, cols] = scale · q[rowStart..<rowStart+rows] · k[0..<cols]ᵀ
+                    let rows = min(attentionRowBlock, T - rowStart)
+                    let first = firstKey(keyMask, row: b, T: T, queries: rowStart..<rowStart + rows)
+                    let cols = rowStart + rows - first
+                    // scores [rows, cols] = scale · q[rowStart..<rowStart+rows] · k[first..<rowStart+rows]ᵀ
                     sgemm(transA: false, transB: true, M: rows, N: cols, K: D, alpha: scale,
-                          qh + rowStart * ldq, lda: ldq, kh, ldb: ldkv, beta: 0, scores, ldc: cols)
+                          qh + rowStart * ldq, lda: ldq, kh + first * ldkv, ldb: ldkv, beta: 0, scores, ldc: cols)
                     for r in 0..<rows {
-                        let p = scores + r * cols, visible = rowStart + r + 1
+                        let p = scores + r * cols, visible = rowStart + r + 1 - first
+                        let masked = maskedKeys(keyMask, row: b, T: T, query: rowStart + r, first: first)
+                        for j in masked.before { p[j] = -.greatestFiniteMagnitude }
+                        for j in masked.hidden { p[j] = -.greatestFiniteMagnitude }
                         let rowMax = maxOf(p, visible)
                         expShifted(p, visible, shift: rowMax)
+                        for j in masked.before { p[j] = 0 }
+                        for j in masked.hidden { p[j] = 0 }
                         let total = sumOf(p, visible)
                         let inverse = 1 / total
                         for j in 0..<visible { p[j] *= inverse }
                         for j in visible..<cols { p[j] = 0 }
                         lseh[rowStart + r] = rowMax + Foundation.log(total)
                     }
-                    // out[rows] = P [rows, cols] · v[0..<cols]
+                    // out[rows] = P [rows, cols] · v[first..<rowStart+rows]
                     sgemm(transA: false, transB: false, M: rows, N: D, K: cols, alpha: 1,
-                          scores, lda: cols, vh, ldb: ldkv, beta: 0, oh + rowStart * ldq, ldc: ldq)
+                          scores, lda: cols, vh + first * ldkv, ldb: ldkv, beta: 0, oh + rowStart * ldq, ldc: ldq)
                 }
             }
         }
@@ -58,7 +74,7 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMu
 }
 
 /// dq [B,T,NH,D] += ∂L/∂q, dk, dv [B,T,NKV,D] += ∂L/∂k, ∂L/∂v
-/// ← dout [B,T,NH,D] and the forward's q, k, v, out, lse.
+/// ← dout [B,T,NH,D] and the forward's q, k, v, out, lse (and keyMask [B,T,3], if it had one).
 ///
 /// With P = softmax(S), S = scale·q·kᵀ:  dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ∘ (dP − rowsum(dO ∘ O)),
 /// dQ = scale·dS·K,  dK = scale·dSᵀ·Q. Work is split over (batch, key/value head) so that the query
@@ -67,8 +83,8 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
                               _ dv: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>,
                               _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
                               _ out: UnsafePointer<Float>, _ lse: UnsafePointer<Float>,
-                              B: Int, T: Int, NH: Int, NKV: Int, D: Int) {
-    precondition(NKV > 0 && NH % NKV == 0, "attention: \(NH) query heads are not a multiple of \(NKV) key/value heads")
+                              B: Int, T: Int, NH: Int, NKV: Int, D: Int, keyMask: UnsafePointer<Int32>? = nil) {
+    checkAttentionShapes(B: B, T: T, NH: NH, NKV: NKV, keyMask: keyMask)
     let token = Profiler.begin()
     defer { Profiler.end("attention.backward", token) }
     let scale = 1 / Float(D).squareRoot()
@@ -90,34 +106,71 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
                     let qh = q + offset, oh = out + offset, doh = dout + offset, dqh = dq + offset
                     let lseh = lse + (b * NH + h) * T
                     for rowStart in stride(from: 0, to: T, by: attentionRowBlock) {
-                        let rows = min(attentionRowBlock, T - rowStart), cols = rowStart + rows
+                        let rows = min(attentionRowBlock, T - rowStart)
+                        let first = firstKey(keyMask, row: b, T: T, queries: rowStart..<rowStart + rows)
+                        let cols = rowStart + rows - first
                         let qBlock = qh + rowStart * ldq, doBlock = doh + rowStart * ldq
+                        let kFirst = kh + first * ldkv, vFirst = vh + first * ldkv
                         sgemm(transA: false, transB: true, M: rows, N: cols, K: D, alpha: scale,
-                              qBlock, lda: ldq, kh, ldb: ldkv, beta: 0, probs, ldc: cols)
+                              qBlock, lda: ldq, kFirst, ldb: ldkv, beta: 0, probs, ldc: cols)
                         sgemm(transA: false, transB: true, M: rows, N: cols, K: D, alpha: 1,
-                              doBlock, lda: ldq, vh, ldb: ldkv, beta: 0, dprobs, ldc: cols)
+                              doBlock, lda: ldq, vFirst, ldb: ldkv, beta: 0, dprobs, ldc: cols)
                         for r in 0..<rows {
                             rowDelta[r] = dotOf(doBlock + r * ldq, oh + (rowStart + r) * ldq, D)
                         }
                         for r in 0..<rows {
                             let p = probs + r * cols, dp = dprobs + r * cols
-                            let visible = rowStart + r + 1, rowLSE = lseh[rowStart + r], delta = rowDelta[r]
+                            let visible = rowStart + r + 1 - first, rowLSE = lseh[rowStart + r], delta = rowDelta[r]
                             expShifted(p, visible, shift: rowLSE)
+                            let masked = maskedKeys(keyMask, row: b, T: T, query: rowStart + r, first: first)
+                            for j in masked.before { p[j] = 0 }
+                            for j in masked.hidden { p[j] = 0 }
                             for j in 0..<visible { dp[j] = p[j] * (dp[j] - delta) }
                             for j in visible..<cols { p[j] = 0; dp[j] = 0 }
                         }
-                        // dq[rows] += scale · dS · k[0..<cols]
+                        // dq[rows] += scale · dS · k[first..<first+cols]
                         sgemm(transA: false, transB: false, M: rows, N: D, K: cols, alpha: scale,
-                              dprobs, lda: cols, kh, ldb: ldkv, beta: 1, dqh + rowStart * ldq, ldc: ldq)
-                        // dk[0..<cols] += scale · dSᵀ · q[rows]
+                              dprobs, lda: cols, kFirst, ldb: ldkv, beta: 1, dqh + rowStart * ldq, ldc: ldq)
+                        // dk[first..<first+cols] += scale · dSᵀ · q[rows]
                         sgemm(transA: true, transB: false, M: cols, N: D, K: rows, alpha: scale,
-                              dprobs, lda: cols, qBlock, ldb: ldq, beta: 1, dkh, ldc: ldkv)
-                        // dv[0..<cols] += Pᵀ · dout[rows]
+                              dprobs, lda: cols, qBlock, ldb: ldq, beta: 1, dkh + first * ldkv, ldc: ldkv)
+                        // dv[first..<first+cols] += Pᵀ · dout[rows]
                         sgemm(transA: true, transB: false, M: cols, N: D, K: rows, alpha: 1,
-                              probs, lda: cols, doBlock, ldb: ldq, beta: 1, dvh, ldc: ldkv)
+                              probs, lda: cols, doBlock, ldb: ldq, beta: 1, dvh + first * ldkv, ldc: ldkv)
                     }
                 }
             }
         }
     }
+}
+
+private func checkAttentionShapes(B: Int, T: Int, NH: Int, NKV: Int, keyMask: UnsafePointer<Int32>?) {
+    precondition(NKV > 0 && NH % NKV == 0, "attention: \(NH) query heads are not a multiple of \(NKV) key/value heads")
+    guard let keyMask else { return }
+    for bt in 0..<B * T {
+        let t = Int32(bt % T), first = keyMask[3 * bt], hiddenStart = keyMask[3 * bt + 1], hiddenEnd = keyMask[3 * bt + 2]
+        precondition(first >= 0 && first <= t && hiddenStart <= hiddenEnd && (hiddenEnd <= t || hiddenStart > t),
+                     "attention: query \(t) of row \(bt / Int(T)) has first key \(first) and hidden keys \(hiddenStart)..<\(hiddenEnd); "
+                     + "expected 0 ≤ first ≤ \(t) and a span that leaves the query itself visible")
+    }
+}
+
+/// The smallest first visible key of the given queries of row b (0 without a mask).
+@inline(__always)
+private func firstKey(_ keyMask: UnsafePointer<Int32>?, row b: Int, T: Int, queries: Range<Int>) -> Int {
+    guard let keyMask else { return 0 }
+    var first = queries.upperBound
+    for t in queries { first = min(first, Int(keyMask[3 * (b * T + t)])) }
+    return first
+}
+
+/// The columns of query t's score row (which starts at key `first`) that it must not see: the keys
+/// before its own first visible key, and its hidden span (clipped to the row).
+@inline(__always)
+private func maskedKeys(_ keyMask: UnsafePointer<Int32>?, row b: Int, T: Int, query t: Int, first: Int)
+    -> (before: Range<Int>, hidden: Range<Int>) {
+    guard let keyMask else { return (0..<0, 0..<0) }
+    let m = keyMask + 3 * (b * T + t)
+    let start = max(Int(m[1]), first), end = min(Int(m[2]), t + 1)
+    return (0..<Int(m[0]) - first, start < end ? start - first..<end - first : 0..<0)
 }

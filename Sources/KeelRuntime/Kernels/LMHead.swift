@@ -30,18 +30,30 @@ public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: Uns
                                  _ h: UnsafePointer<Float>, _ W: UnsafePointer<Float>,
                                  _ targets: UnsafePointer<Int32>, N: Int, C: Int, V: Int,
                                  tiling: LMHeadTiling = LMHeadTiling()) {
-    let token = Profiler.begin()
-    defer { Profiler.end("lmhead.forward", token) }
     logp.initialize(repeating: 0, count: N)
     lse.initialize(repeating: 0, count: N)
-    let rows = CompactedRows(targets, N: N, V: V)
+    let rows = LMHeadRows(targets, N: N, V: V)
+    withScratch(2 * rows.count) { compact in
+        lmHeadLogProbForward(compact, compact + rows.count, h, W, rows: rows, C: C, V: V, tiling: tiling)
+        for (i, n) in rows.indices.enumerated() { logp[n] = compact[i]; lse[n] = compact[rows.count + i] }
+    }
+}
+
+/// logp [M], lse [M] (saved for backward) ← h [N,C], W [V,C], rows: M (row of h, target) pairs.
+/// A row may be listed more than once (prompt-shared pairs: the last prompt position predicts the
+/// first token of both completions).
+public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>,
+                                 _ h: UnsafePointer<Float>, _ W: UnsafePointer<Float>, rows: LMHeadRows,
+                                 C: Int, V: Int, tiling: LMHeadTiling = LMHeadTiling()) {
+    let token = Profiler.begin()
+    defer { Profiler.end("lmhead.forward", token) }
     // The third per-row value is the target's logit, which exactly one block sees.
     sweepVocabularyOnline(rows: rows, h: h, W: W, C: C, V: V, tiling: tiling) { extra, i, row, v0, width in
         let target = Int(rows.targets[i])
         if target >= v0 && target < v0 + width { extra[i] = row[target - v0] }
     } merge: { i, rowLSE, extra, _ in
-        lse[rows.indices[i]] = rowLSE
-        logp[rows.indices[i]] = extra - rowLSE
+        lse[i] = rowLSE
+        logp[i] = extra - rowLSE
     }
 }
 
@@ -55,7 +67,7 @@ public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: Uns
 /// `merge` gets each row's log-sum-exp, its combined extra value (rescaled to the row max when
 /// `rescalesExtra`, summed as is otherwise) and its total Σ e^(l − max).
 @inline(__always)
-func sweepVocabularyOnline(rows: CompactedRows, h: UnsafePointer<Float>, W: UnsafePointer<Float>, C: Int, V: Int,
+func sweepVocabularyOnline(rows: LMHeadRows, h: UnsafePointer<Float>, W: UnsafePointer<Float>, C: Int, V: Int,
                            tiling: LMHeadTiling, rescalesExtra: Bool = false,
                            fold: (_ extra: UnsafeMutablePointer<Float>, _ i: Int, _ row: UnsafeMutablePointer<Float>,
                                   _ v0: Int, _ width: Int) -> Void,
@@ -114,16 +126,29 @@ func sweepVocabularyOnline(rows: CompactedRows, h: UnsafePointer<Float>, W: Unsa
 }
 
 /// dh [N,C] += ∂L/∂h,  dW [V,C] += ∂L/∂W  (either may be nil)  ← dlogp [N] and the forward's h, W,
-/// targets, lse.  With p = softmax(h·Wᵀ):  ∂L/∂logits = dlogp · (onehot(target) − p), recomputed block
-/// by block; dh is summed per thread over its vocabulary range and the partial sums added in order.
+/// targets, lse (all [N] like the forward's outputs).
 public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: UnsafeMutablePointer<Float>?,
                                   _ dlogp: UnsafePointer<Float>, _ h: UnsafePointer<Float>,
                                   _ W: UnsafePointer<Float>, _ targets: UnsafePointer<Int32>,
                                   _ lse: UnsafePointer<Float>, N: Int, C: Int, V: Int,
                                   tiling: LMHeadTiling = LMHeadTiling()) {
+    let rows = LMHeadRows(targets, N: N, V: V)
+    withScratch(2 * rows.count) { compact in
+        for (i, n) in rows.indices.enumerated() { compact[i] = dlogp[n]; compact[rows.count + i] = lse[n] }
+        lmHeadLogProbBackward(dh, dW, compact, h, W, rows: rows, lse: compact + rows.count, C: C, V: V, tiling: tiling)
+    }
+}
+
+/// dh [N,C] += ∂L/∂h,  dW [V,C] += ∂L/∂W  (either may be nil)  ← dlogp [M] and the forward's h, W,
+/// rows, lse [M].  With p = softmax(h·Wᵀ):  ∂L/∂logits = dlogp · (onehot(target) − p), recomputed block
+/// by block; dh is summed per thread over its vocabulary range and the partial sums added in order
+/// (a row listed twice receives both gradients).
+public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: UnsafeMutablePointer<Float>?,
+                                  _ dlogp: UnsafePointer<Float>, _ h: UnsafePointer<Float>, _ W: UnsafePointer<Float>,
+                                  rows: LMHeadRows, lse: UnsafePointer<Float>, C: Int, V: Int,
+                                  tiling: LMHeadTiling = LMHeadTiling()) {
     let token = Profiler.begin()
     defer { Profiler.end("lmhead.backward", token) }
-    let rows = CompactedRows(targets, N: N, V: V)
     let M = rows.count
     if M == 0 || (dh == nil && dW == nil) { return }
     let pool = ThreadPool.shared
@@ -131,10 +156,8 @@ public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: Unsa
     let blocks = Swift.min(tiles, 4 * pool.threadCount)
     let partialSize = dh == nil ? 0 : M * C
     let blockSize = tiling.rowChunk * tiling.vocabTile
-    withScratch(M * C + 2 * M) { compact in
-        let hc = compact, dlogpc = compact + M * C, lsec = dlogpc + M
+    withScratch(M * C) { hc in
         rows.gather(hc, from: h, C: C)
-        for i in 0..<M { dlogpc[i] = dlogp[rows.indices[i]]; lsec[i] = lse[rows.indices[i]] }
         // Per block: its dh partial sum [M, C]. Per worker: a block of logit gradients.
         withScratch(blocks * partialSize + pool.threadCount * blockSize) { scratch in
             let gradScratch = scratch + blocks * partialSize
@@ -149,11 +172,11 @@ public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: Unsa
                               hc + r0 * C, lda: C, W + v0 * C, ldb: C, beta: 0, grad, ldc: width)
                         for r in 0..<height {
                             let i = r0 + r, row = grad + r * width
-                            let rowLSE = lsec[i], scale = -dlogpc[i]
+                            let rowLSE = lse[i], scale = -dlogp[i]
                             expShifted(row, width, shift: rowLSE)
                             for j in 0..<width { row[j] *= scale }
                             let target = Int(rows.targets[i])
-                            if target >= v0 && target < v0 + width { row[target - v0] += dlogpc[i] }
+                            if target >= v0 && target < v0 + width { row[target - v0] += dlogp[i] }
                         }
                         if dh != nil {
                             sgemm(transA: false, transB: false, M: height, N: C, K: width, alpha: 1,
@@ -192,13 +215,25 @@ public func lmHeadLogits(_ out: UnsafeMutablePointer<Float>, _ h: UnsafePointer<
     }
 }
 
-/// The rows of a batch that have a target, in order, with their targets.
-struct CompactedRows {
-    var indices: [Int] = []
-    var targets: [Int32] = []
-    var count: Int { indices.count }
+/// The rows of h the LM head scores, each with its target: the rows of a batch that have one (in
+/// order), or an explicit list in which a row may repeat.
+public struct LMHeadRows: Sendable {
+    public private(set) var indices: [Int] = []
+    public private(set) var targets: [Int32] = []
+    public var count: Int { indices.count }
 
-    init(_ allTargets: UnsafePointer<Int32>, N: Int, V: Int) {
+    /// The (row, target) pairs listed; every target must be in 0..<V.
+    public init(indices: [Int], targets: [Int32], V: Int) {
+        precondition(indices.count == targets.count, "lmHead: \(indices.count) rows but \(targets.count) targets")
+        for target in targets {
+            precondition(target >= 0 && Int(target) < V, "lmHead: target \(target) is not in 0..<\(V)")
+        }
+        self.indices = indices
+        self.targets = targets
+    }
+
+    /// The rows n of 0..<N whose target is not `ignoreIndex`.
+    public init(_ allTargets: UnsafePointer<Int32>, N: Int, V: Int) {
         for n in 0..<N where allTargets[n] != ignoreIndex {
             let target = allTargets[n]
             precondition(target >= 0 && Int(target) < V,

@@ -31,29 +31,39 @@ public struct RoPETable: Sendable {
     }
 }
 
-/// In place: x [B,T,NH,D] ← rotate(x, position = positionOffset + t).
+/// In place: x [B,T,NH,D] ← rotate(x, position = positions[b,t] if given, else positionOffset + t).
+/// Explicit positions [B,T] serve packed sequences whose positions restart (prompt-shared pairs).
 /// Forward rotates by +angle; backward (same function with `inverse: true`) rotates the gradient by
 /// −angle, because the rotation matrix is orthogonal (its transpose is its inverse).
 public func ropeForward(_ x: UnsafeMutablePointer<Float>, _ table: RoPETable,
-                        B: Int, T: Int, NH: Int, D: Int, positionOffset: Int = 0) {
+                        B: Int, T: Int, NH: Int, D: Int, positionOffset: Int = 0,
+                        positions: UnsafePointer<Int32>? = nil) {
     let token = Profiler.begin()
     defer { Profiler.end("rope.forward", token) }
-    ropeRotate(x, table, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset, inverse: false)
+    ropeRotate(x, table, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset, positions: positions, inverse: false)
 }
 
 /// In place: dx [B,T,NH,D] ← ∂L/∂x given ∂L/∂(rope(x)).
 public func ropeBackward(_ dx: UnsafeMutablePointer<Float>, _ table: RoPETable,
-                         B: Int, T: Int, NH: Int, D: Int, positionOffset: Int = 0) {
+                         B: Int, T: Int, NH: Int, D: Int, positionOffset: Int = 0,
+                         positions: UnsafePointer<Int32>? = nil) {
     let token = Profiler.begin()
     defer { Profiler.end("rope.backward", token) }
-    ropeRotate(dx, table, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset, inverse: true)
+    ropeRotate(dx, table, B: B, T: T, NH: NH, D: D, positionOffset: positionOffset, positions: positions, inverse: true)
 }
 
-private func ropeRotate(_ x: UnsafeMutablePointer<Float>, _ table: RoPETable,
-                        B: Int, T: Int, NH: Int, D: Int, positionOffset: Int, inverse: Bool) {
+private func ropeRotate(_ x: UnsafeMutablePointer<Float>, _ table: RoPETable, B: Int, T: Int, NH: Int, D: Int,
+                        positionOffset: Int, positions: UnsafePointer<Int32>?, inverse: Bool) {
     precondition(D == table.headDim, "rope: head dimension \(D) differs from the table's \(table.headDim)")
-    precondition(positionOffset + T <= table.maxPositions,
-                 "rope: position \(positionOffset + T - 1) is beyond the table's \(table.maxPositions) positions")
+    if let positions {
+        for bt in 0..<B * T {
+            precondition(positions[bt] >= 0 && Int(positions[bt]) < table.maxPositions,
+                         "rope: position \(positions[bt]) at row \(bt) is outside the table's \(table.maxPositions) positions")
+        }
+    } else {
+        precondition(positionOffset + T <= table.maxPositions,
+                     "rope: position \(positionOffset + T - 1) is beyond the table's \(table.maxPositions) positions")
+    }
     let half = D / 2
     let sign: Float = inverse ? -1 : 1
     table.cos.withUnsafeBufferPointer { cosBuffer in
@@ -61,7 +71,7 @@ private func ropeRotate(_ x: UnsafeMutablePointer<Float>, _ table: RoPETable,
             let cosBase = cosBuffer.baseAddress!, sinBase = sinBuffer.baseAddress!
             ThreadPool.shared.parallelFor(B * T, grain: 8) { rows in
                 for bt in rows {
-                    let pos = positionOffset + bt % T
+                    let pos = positions.map { Int($0[bt]) } ?? positionOffset + bt % T
                     let c = cosBase + pos * half, s = sinBase + pos * half
                     for h in 0..<NH {
                         let v = x + (bt * NH + h) * D

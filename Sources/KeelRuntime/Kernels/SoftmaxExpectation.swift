@@ -21,7 +21,7 @@ public func softmaxExpectationForward(_ expectation: UnsafeMutablePointer<Float>
     defer { Profiler.end("softmaxExpectation.forward", token) }
     expectation.initialize(repeating: 0, count: N)
     lse.initialize(repeating: 0, count: N)
-    let rows = CompactedRows(targets, N: N, V: V)
+    let rows = LMHeadRows(targets, N: N, V: V)
     // The third per-row value is the rescaled q-weighted sum t = Σ e^(l−m)·q, so E = t / s.
     sweepVocabularyOnline(rows: rows, h: h, W: W, C: C, V: V, tiling: tiling, rescalesExtra: true) { extra, i, row, v0, width in
         extra[i] += dotOf(row, q + v0, width)
@@ -42,7 +42,7 @@ public func softmaxExpectationBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW:
                                        tiling: LMHeadTiling = LMHeadTiling()) {
     let token = Profiler.begin()
     defer { Profiler.end("softmaxExpectation.backward", token) }
-    let rows = CompactedRows(targets, N: N, V: V)
+    let rows = LMHeadRows(targets, N: N, V: V)
     let M = rows.count
     if M == 0 || (dh == nil && dW == nil) { return }
     let pool = ThreadPool.shared
