@@ -100,7 +100,7 @@ public final class GeneratePairsSource: PolicySampledSource {
     }
 
     public func generate(_ data: inout Dataset, report: inout DataNodeReport, context: DataContext,
-                         sampler: any PolicySampler, reward: any RewardPlugin) throws {
+                         sampler: any PolicySampler, reward: any RewardScorer) throws {
         let prompts = try prompts()
         let base = seed.map { UInt64($0) } ?? { var g = Philox(seed: context.seed).split(Self.seedStream); return g.next() }()
         var allRewards: [Double] = [], chosenRewards: [Double] = [], rejectedRewards: [Double] = [], characters = 0

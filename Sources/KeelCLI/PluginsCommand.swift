@@ -17,7 +17,7 @@ import VAR
 /// cannot import plugin targets, so the executable that links them registers them.
 let methodPluginTypes: [any KeelPlugin.Type] = [
     DPOLoss.self, SimPOLoss.self, SFTLoss.self, ReferenceSyncScheduler.self, POETTransform.self,
-    LengthReward.self, KeywordReward.self, ExactAnswerReward.self, VARLoss.self, DEFTFilter.self, DEFTGuidanceLoss.self,
+    LengthReward.self, KeywordReward.self, TopicReward.self, ExactAnswerReward.self, VARLoss.self, DEFTFilter.self, DEFTGuidanceLoss.self,
     GeneratePairsSource.self, RewardModelLoss.self, ModelReward.self, ImplicitReward.self,
 ]
 

@@ -50,7 +50,7 @@ final class MethodRecipeTests: XCTestCase {
     func testRegistryHoldsTheMethodPlugins() {
         let registry = keelPluginRegistry()
         XCTAssertEqual(registry.names(of: .loss), ["deft-guidance", "dpo", "reward-model", "sft", "simpo", "var"])
-        XCTAssertEqual(registry.names(of: .reward), ["exact-answer-reward", "implicit", "keyword-reward", "length-reward", "rm"])
+        XCTAssertEqual(registry.names(of: .reward), ["exact-answer-reward", "implicit", "keyword-reward", "length-reward", "rm", "topic-reward"])
         XCTAssertEqual(registry.names(of: .scheduler), ["ref-sync"])
         XCTAssertTrue(registry.names(of: .data).contains("poet"))
         XCTAssertTrue(registry.names(of: .data).contains("deft"))
@@ -67,7 +67,7 @@ final class MethodRecipeTests: XCTestCase {
         for file in top { _ = try RecipeLoader(registry: registry).load(Self.root.appendingPathComponent("recipes/\(file)")) }
         let recipe = try RecipeLoader(registry: registry).load(Self.root.appendingPathComponent("recipes/smollm2-concise.yaml")).recipe
         XCTAssertEqual(recipe.data.map(\.name), ["generate-pairs", "split"])
-        XCTAssertEqual(recipe.reward?.name, "length-reward")
+        XCTAssertEqual(recipe.reward.first?.name, "length-reward")
         XCTAssertEqual(recipe.loss.map(\.name), ["dpo"])
         XCTAssertGreaterThan(recipe.trainingConfig.evalGenerations, 0)
         guard case .gguf = recipe.model else { return XCTFail("expected the real SmolLM2 model") }
@@ -104,7 +104,7 @@ final class MethodRecipeTests: XCTestCase {
             XCTAssertEqual(graph.needsReference, want.reference, file)
             XCTAssertEqual(graph.recipe.schedulers.map(\.name), want.schedulers, file)
             XCTAssertEqual(graph.recipe.data.contains { $0.name == "poet" }, want.poet, file)
-            XCTAssertEqual(graph.recipe.reward?.name, rewards[file], file)
+            XCTAssertEqual(graph.recipe.reward.first?.name, rewards[file], file)
             guard case .tiny = graph.recipe.model else { return XCTFail("\(file): expected the tiny model") }
         }
         let soft = try load(String(contentsOf: Self.examples.appendingPathComponent("tr-dpo-soft.yaml"), encoding: .utf8))

@@ -146,7 +146,18 @@ final class PolicyDataTests: XCTestCase {
                      full[1].value, full[1].step, deft[1].value, deft[1].step))
     }
 
-    func generateRecipe(steps: Int = 2) throws -> String {
+    /// Rewards a reply for containing a lower-case letter, an upper-case letter and a digit.
+    static let keywordReward = """
+        reward:
+          name: keyword-reward
+          match: regex
+          required: |
+            [a-z]
+            [A-Z]
+            [0-9]
+        """
+
+    func generateRecipe(steps: Int = 2, reward: String = PolicyDataTests.keywordReward) throws -> String {
         let prompts = (1...12).map { "Question \($0): what comes next?" }.joined(separator: "\n")
         try Data(prompts.utf8).write(to: folder.appendingPathComponent("prompts.txt"))
         return """
@@ -154,13 +165,7 @@ final class PolicyDataTests: XCTestCase {
             data:
               - {name: generate-pairs, prompts: prompts.txt, chat: false, samples: 3, max_new_tokens: 12, temperature: 1.0, top_p: 1.0}
               - {name: split, eval_count: 3}
-            reward:
-              name: keyword-reward
-              match: regex
-              required: |
-                [a-z]
-                [A-Z]
-                [0-9]
+            \(reward)
             loss: {name: dpo, beta: 1.0}
             training: {steps: \(steps), batch_size: 2, max_length: 48, seed: 0, eval_generations: 2, eval_max_new_tokens: 8}
             """
@@ -199,6 +204,27 @@ final class PolicyDataTests: XCTestCase {
         let report = try String(contentsOf: layout.report(runID), encoding: .utf8)
         XCTAssertTrue(report.contains("| 0 | 2 |") && report.contains("| 3 | 2 |"), report)
         XCTAssertTrue(report.contains("Step 0 (reward") && report.contains("Step 3 (reward"), report)
+    }
+
+    /// A weighted sum of rewards: generation evaluation records the sum and each term's own mean, and the
+    /// report shows both.
+    func testGenerationEvaluationReportsEachTermOfARewardSum() throws {
+        let recipe = try generateRecipe(steps: 1, reward: """
+            reward:
+              - {name: length-reward, limit: 2, unit: characters, width: 10, weight: 0.5}
+              - {name: keyword-reward, match: regex, required: "[a-z]"}
+            """)
+        let (store, runID, layout) = try run(recipe, name: "generate-sum.yaml")
+        let sum = try store.metricSeries(runID, split: .eval, name: GenerationMetric.rewardMean)
+        let length = try store.metricSeries(runID, split: .eval, name: GenerationMetric.rewardMean + "/length-reward")
+        let keyword = try store.metricSeries(runID, split: .eval, name: GenerationMetric.rewardMean + "/keyword-reward")
+        XCTAssertEqual(sum.map(\.step), [0, 1])
+        for i in sum.indices { XCTAssertEqual(sum[i].value, 0.5 * length[i].value + keyword[i].value, accuracy: 1e-12) }
+        let answers = try store.events(runID).filter { $0.kind == RunEvent.generations }
+            .map { try JSONDecoder().decode(GenerationsEvent.self, from: Data($0.message.utf8)) }.flatMap(\.answers)
+        XCTAssertTrue(answers.allSatisfy { $0.rewardTerms?.keys.sorted() == ["keyword-reward", "length-reward"] })
+        let report = try String(contentsOf: layout.report(runID), encoding: .utf8)
+        XCTAssertTrue(report.contains("| mean keyword-reward | mean length-reward |") && report.contains("(keyword-reward "), report)
     }
 
     func testGenerationEvaluationWithoutASplitIsRefused() {

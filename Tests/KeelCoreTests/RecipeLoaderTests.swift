@@ -68,13 +68,48 @@ final class RecipeLoaderTests: XCTestCase {
         let recipe = graph.recipe
         XCTAssertEqual(recipe.model, .huggingFace(directory: fixture.path("hf")))
         XCTAssertEqual(recipe.data.map(\.name), ["preference-jsonl", "shuffle", "split"])
-        XCTAssertEqual(recipe.reward?.name, "test-length")
+        XCTAssertEqual(recipe.reward.first?.name, "test-length")
         XCTAssertEqual(recipe.loss.map(\.weight), [1, 0.25])
         XCTAssertEqual(recipe.loss.map(\.weightOrigin), [.defaultValue, .recipe(Mark(line: 12, column: 38))])
         XCTAssertEqual(recipe.schedulers.map(\.name), ["test-ref-sync", "test-lr"])
         XCTAssertEqual(graph.split?.keyPath, "data[2]")
         XCTAssertEqual(recipe.output.string("dir"), fixture.path("out"))
         XCTAssertEqual(recipe.outputName, "full-graph")
+    }
+
+    /// `reward:` as a list is a weighted sum, like `loss:`: r = Σ wₖ·rₖ, each term's own score kept.
+    func testRewardListIsAWeightedSumOfItsTerms() throws {
+        let graph = try fixture.load(RecipeErrorTests.head + """
+            reward:
+              - {name: test-length, weight: 0.5}
+              - {name: test-pair-reward}
+            training: {steps: 1}
+            """)
+        XCTAssertEqual(graph.recipe.reward.map(\.keyPath), ["reward[0]", "reward[1]"])
+        XCTAssertEqual(graph.recipe.reward.map(\.weight), [0.5, 1])
+        let reward = try XCTUnwrap(try graph.instantiate().reward)
+        XCTAssertTrue(reward.isComposite)
+        let pair = try reward.scorePair(prompt: "p", chosen: "abcd", rejected: "ab")
+        XCTAssertEqual(pair.chosen, 0.5 * 4 + 1)
+        XCTAssertEqual(pair.rejected, 0.5 * 2 + 0)
+        XCTAssertThrowsError(try reward.score(prompt: "p", response: "abcd"))   // a pairwise term refuses single scores
+        XCTAssertTrue(graph.planText().contains("reward[0]: test-length"))
+    }
+
+    func testRewardListRefusesARepeatedTermAndABadWeight() {
+        let problems = fixture.errors(RecipeErrorTests.head + """
+            reward:
+              - {name: test-length}
+              - {name: test-length, weight: -1}
+            training: {steps: 1}
+            """)
+        XCTAssertEqual(problems.count, 1, "\(problems)")
+        XCTAssertTrue(problems.first?.contains("reward[1].weight") == true, "\(problems)")
+        let repeated = fixture.errors(RecipeErrorTests.head + """
+            reward: [{name: test-length}, {name: test-length, weight: 2}]
+            training: {steps: 1}
+            """)
+        XCTAssertTrue(repeated.contains { $0.contains("reward[1]") && $0.contains("repeats reward[0]") }, "\(repeated)")
     }
 
     func testUnpairedDataWithSingleLossAndLearningRateScheduler() throws {

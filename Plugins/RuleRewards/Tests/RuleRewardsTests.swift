@@ -18,6 +18,19 @@ final class RuleRewardsTests: XCTestCase {
         XCTAssertEqual(try exponential.score(prompt: "", response: "abcdefgh"), exp(-3), accuracy: 1e-15)
     }
 
+    func testTopicRewardIsTheShareOfThePromptsContentWordsUsed() throws {
+        let plugin = try TopicReward(options: options(TopicReward.descriptor, [:]))
+        // "What is the best way to boil eggs?" → {boil, egg}: "what is the best way to" are stop words.
+        XCTAssertEqual(plugin.contentWords("What is the best way to boil eggs?"), ["boil", "egg"])
+        XCTAssertEqual(try plugin.score(prompt: "What is the best way to boil eggs?", response: "Boiling an egg takes 9 minutes."), 1)
+        XCTAssertEqual(try plugin.score(prompt: "How do I boil eggs?", response: "Put them in boiling water."), 0.5)
+        XCTAssertEqual(try plugin.score(prompt: "How do I boil eggs?", response: "Momma, I'se tired."), 0)
+        XCTAssertEqual(try plugin.score(prompt: "What is it?", response: "anything"), 1)          // no content words
+        let ignoring = try TopicReward(options: options(TopicReward.descriptor, ["ignore": .string("Eggs, x"), "min_word_length": .int(5)]))
+        // "boil" is shorter than 5 and "eggs" is ignored; "boiling" stems to "boil".
+        XCTAssertEqual(ignoring.contentWords("How do I boil eggs in boiling water?"), ["boil", "water"])
+    }
+
     func testKeywordRewardCountsEachEntryOnce() throws {
         let plugin = try KeywordReward(options: options(KeywordReward.descriptor, [
             "required": .string("because, therefore"), "forbidden": .string("as an AI"), "weight_per_match": .double(0.5)]))

@@ -1,7 +1,8 @@
 /// The plugin objects of a checked graph, created only when a run starts.
 public struct PluginInstances {
     public let data: [(node: PluginNode, plugin: any DataPlugin)]
-    public let reward: (any RewardPlugin)?
+    /// The recipe's `reward:`, nil without one.
+    public let reward: RewardSum?
     public let loss: WeightedLoss
     public let schedulers: [(node: PluginNode, plugin: any SchedulerPlugin)]
 
@@ -61,9 +62,40 @@ extension PluginGraph {
         }
         return PluginInstances(
             data: try recipe.data.map { ($0, try make($0, as: (any DataPlugin).self)) },
-            reward: try recipe.reward.map { try make($0, as: (any RewardPlugin).self) },
+            reward: recipe.reward.isEmpty ? nil
+                : RewardSum(terms: try recipe.reward.map { ($0, try make($0, as: (any RewardPlugin).self)) }),
             loss: WeightedLoss(terms: try recipe.loss.map { ($0, try make($0, as: (any LossPlugin).self)) }),
             schedulers: try recipe.schedulers.map { ($0, try make($0, as: (any SchedulerPlugin).self)) })
+    }
+}
+
+/// A reward or a weighted sum of rewards, r = Σₖ wₖ·rₖ (as TRL's `reward_funcs` with `reward_weights`),
+/// so that one recipe can ask for, say, concise *and* on-topic answers. Each term scores every response;
+/// terms that score in batches (a reward model) get one call per batch.
+public final class RewardSum: RewardScorer {
+    public let terms: [(node: PluginNode, plugin: any RewardPlugin)]
+
+    public init(terms: [(node: PluginNode, plugin: any RewardPlugin)]) { self.terms = terms }
+
+    public var isComposite: Bool { terms.count > 1 }
+
+    public func score(prompt: String, response: String) throws -> Double {
+        try termScores(prompt: prompt, response: response).reduce(0) { $0 + $1.weighted }
+    }
+
+    public func scorePair(prompt: String, chosen: String, rejected: String) throws -> (chosen: Double, rejected: Double) {
+        try terms.reduce((0.0, 0.0)) { sum, term in
+            let pair = try term.plugin.scorePair(prompt: prompt, chosen: chosen, rejected: rejected)
+            return (sum.0 + term.node.weight * pair.chosen, sum.1 + term.node.weight * pair.rejected)
+        }
+    }
+
+    /// Each term's own (unweighted) score under its plugin name, and its weighted contribution.
+    public func termScores(prompt: String, response: String) throws -> [(name: String, score: Double, weighted: Double)] {
+        try terms.map { node, plugin in
+            let score = try plugin.score(prompt: prompt, response: response)
+            return (node.name, score, node.weight * score)
+        }
     }
 }
 

@@ -150,14 +150,18 @@ extension TokenizedPairTransform {
 
 // MARK: Reward
 
-/// Scores responses. A pairwise-only reward (capability `.pairwiseReward`) implements `scorePair` and
-/// may refuse `score`; others get `scorePair` for free.
-public protocol RewardPlugin: KeelPlugin {
+/// Scores responses: one reward plugin, or the recipe's weighted sum of several (`RewardSum`), which is
+/// what data plugins and the trainer are handed.
+public protocol RewardScorer: AnyObject {
     func score(prompt: String, response: String) throws -> Double
     func scorePair(prompt: String, chosen: String, rejected: String) throws -> (chosen: Double, rejected: Double)
 }
 
-extension RewardPlugin {
+/// A reward plugin. A pairwise-only reward (capability `.pairwiseReward`) implements `scorePair` and may
+/// refuse `score`; others get `scorePair` for free.
+public protocol RewardPlugin: KeelPlugin, RewardScorer {}
+
+extension RewardScorer {
     public func scorePair(prompt: String, chosen: String, rejected: String) throws -> (chosen: Double, rejected: Double) {
         (try score(prompt: prompt, response: chosen), try score(prompt: prompt, response: rejected))
     }

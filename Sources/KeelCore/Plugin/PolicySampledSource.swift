@@ -32,14 +32,15 @@ public struct SamplingRequest: Equatable, Sendable {
     }
 }
 
-/// A data source whose examples come from the starting policy and the recipe's reward plugin.
+/// A data source whose examples come from the starting policy and the recipe's reward (one plugin or a
+/// weighted sum).
 ///
 /// Trainer contract: pass a `PolicySampler` and the reward plugin to `PluginInstances.loadData`, which
 /// calls `generate` in recipe order instead of `process`. Without a sampler (`keel plan --data`), `process`
 /// runs instead and produces nothing: generating needs the model, which planning does not load.
 public protocol PolicySampledSource: DataPlugin {
     func generate(_ data: inout Dataset, report: inout DataNodeReport, context: DataContext,
-                  sampler: any PolicySampler, reward: any RewardPlugin) throws
+                  sampler: any PolicySampler, reward: any RewardScorer) throws
 }
 
 extension PolicySampledSource {

@@ -41,7 +41,7 @@ extension PluginGraph {
         }
         options(recipe.reference, indent: "  ")
         nodes("data → \(dataShape.rawValue) examples", recipe.data)
-        nodes("reward", recipe.reward.map { [$0] } ?? [])
+        nodes("reward", recipe.reward, weighted: true)
         nodes("loss", recipe.loss, weighted: true)
         nodes("schedulers", recipe.schedulers)
         for (title, o) in [("optimizer", recipe.optimizer), ("training", recipe.training), ("output", recipe.output)] {

@@ -27,7 +27,7 @@ public struct PluginGraph {
         var shape: DataShape?, shapeSetter: PluginNode?, firstNonSource: PluginNode?, split: PluginNode?
         for node in recipe.data {
             let d = node.descriptor
-            if d.capabilities.contains(.needsRewards), recipe.reward == nil {
+            if d.capabilities.contains(.needsRewards), recipe.reward.isEmpty {
                 refuse(node, "'\(node.name)' scores examples with the reward plugin, but the recipe has none; expected a `reward:` node")
             }
             if d.dataRole == .source {
@@ -63,7 +63,7 @@ public struct PluginGraph {
             if let shape, let setter = shapeSetter, !d.accepts(shape) {
                 refuse(loss, "'\(loss.name)' needs \(shapes(d.consumes)) examples, but \(setter.label) produces \(shape.rawValue)")
             }
-            if d.capabilities.contains(.needsRewards), recipe.reward == nil {
+            if d.capabilities.contains(.needsRewards), recipe.reward.isEmpty {
                 refuse(loss, "'\(loss.name)' needs rewards, but the recipe has no reward plugin; expected a `reward:` node")
             }
             if let earlier = recipe.loss[..<i].first(where: { $0.name == loss.name }) {
@@ -81,13 +81,17 @@ public struct PluginGraph {
                 refuse(node, "'\(node.name)' only works with a pairwise loss, but \(loss.label) is not pairwise")
             }
         }
-        if let reward = recipe.reward, reward.descriptor.capabilities.contains(.pairwiseReward),
-           let shape, shape != .paired, let setter = shapeSetter {
-            refuse(reward, "'\(reward.name)' only compares pairs, but \(setter.label) produces \(shape.rawValue) examples")
+        for (i, reward) in recipe.reward.enumerated() {
+            if reward.descriptor.capabilities.contains(.pairwiseReward), let shape, shape != .paired, let setter = shapeSetter {
+                refuse(reward, "'\(reward.name)' only compares pairs, but \(setter.label) produces \(shape.rawValue) examples")
+            }
+            if let earlier = recipe.reward[..<i].first(where: { $0.name == reward.name }) {
+                refuse(reward, "'\(reward.name)' repeats \(earlier.label); expected each reward once in a weighted sum (their metrics would collide)")
+            }
         }
 
         // Reference: loaded only for a plugin that needs it; a cache cannot follow a reference that changes.
-        let referenceUser = (recipe.loss + recipe.schedulers + (recipe.reward.map { [$0] } ?? []))
+        let referenceUser = (recipe.loss + recipe.schedulers + recipe.reward)
             .first { $0.descriptor.capabilities.contains(.needsReference) }
         let losses = recipe.loss.map(\.label).joined(separator: ", ")
         let cacheMark = line(recipe.reference, "cache_logprobs")

@@ -8,7 +8,8 @@ public struct Recipe {
     public let model: ModelSource
     public let reference: ResolvedOptions
     public let data: [PluginNode]
-    public let reward: PluginNode?
+    /// No node, one, or the terms of a weighted sum (each node's `weight`), like `loss`.
+    public let reward: [PluginNode]
     /// One node, or the terms of a weighted sum (each node's `weight`).
     public let loss: [PluginNode]
     public let schedulers: [PluginNode]

@@ -54,8 +54,8 @@ struct RecipeDecoder {
         let reference = options("reference", RecipeSchema.reference)
         if let path = reference.string("path") { checkModelPath(path, at: root["reference"]?["path"]?.mark, "reference.path") }
         let data = root["data"].map { nodeList($0, "data", kind: .data, allowEmpty: false) } ?? []
-        let reward = root["reward"].flatMap { pluginNode($0, "reward", kind: .reward, weighted: false) }
-        let loss = root["loss"].map { lossNodes($0) } ?? []
+        let reward = root["reward"].map { weightedNodes($0, "reward", kind: .reward) } ?? []
+        let loss = root["loss"].map { weightedNodes($0, "loss", kind: .loss) } ?? []
         let schedulers = root["schedulers"].map { nodeList($0, "schedulers", kind: .scheduler, allowEmpty: true) } ?? []
         let optimizer = options("optimizer", RecipeSchema.optimizer)
         let training = options("training", RecipeSchema.training)
@@ -148,17 +148,17 @@ struct RecipeDecoder {
         return items.enumerated().compactMap { pluginNode($1, joinPath(path, index: $0), kind: kind, weighted: false) }
     }
 
-    /// `loss:` is one node or a non-empty list of weighted nodes.
-    func lossNodes(_ node: YAMLNode) -> [PluginNode] {
-        if node.entries != nil { return pluginNode(node, "loss", kind: .loss, weighted: true).map { [$0] } ?? [] }
+    /// `loss:` and `reward:` are one node or a non-empty list of weighted nodes (a weighted sum).
+    func weightedNodes(_ node: YAMLNode, _ path: String, kind: PluginKind) -> [PluginNode] {
+        if node.entries != nil { return pluginNode(node, path, kind: kind, weighted: true).map { [$0] } ?? [] }
         guard let items = node.items, !items.isEmpty else {
-            sink.error(node.mark, "loss", "found \(node.items == nil ? node.kindName : "an empty list"); expected a loss node {name: …} or a list of them with weights")
+            sink.error(node.mark, path, "found \(node.items == nil ? node.kindName : "an empty list"); expected a \(kind.rawValue) node {name: …} or a list of them with weights")
             return []
         }
-        return items.enumerated().compactMap { pluginNode($1, "loss[\($0)]", kind: .loss, weighted: true) }
+        return items.enumerated().compactMap { pluginNode($1, "\(path)[\($0)]", kind: kind, weighted: true) }
     }
 
-    /// `{name: <plugin>, <option>: <value>, …}` (losses also take `weight`).
+    /// `{name: <plugin>, <option>: <value>, …}` (losses and rewards also take `weight`).
     func pluginNode(_ node: YAMLNode, _ path: String, kind: PluginKind, weighted: Bool) -> PluginNode? {
         let known = registry.names(of: kind)
         let expectedNames = known.isEmpty ? "no \(kind.rawValue) plugins are registered" : "expected one of " + known.joined(separator: ", ")

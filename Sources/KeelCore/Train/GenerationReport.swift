@@ -32,11 +32,19 @@ public struct GenerationReport {
         }.joined(separator: " → ")
     }
 
+    /// The reward terms' names when the reward is a weighted sum, in name order.
+    var rewardTermNames: [String] {
+        Set(steps.flatMap { $0.answers.flatMap { $0.rewardTerms?.keys.map { $0 } ?? [] } }).sorted()
+    }
+
     public var markdown: String {
+        let termNames = rewardTermNames
         var lines = ["# \(runID): greedy answers to held-out prompts", "",
-                     "| step | answers | mean reward | mean length (tokens) |", "|---:|---:|---:|---:|"]
+                     "| step | answers | mean reward | " + termNames.map { "mean \($0) | " }.joined() + "mean length (tokens) |",
+                     "|---:|---:|---:|" + String(repeating: "---:|", count: termNames.count) + "---:|"]
         for (step, answers) in steps {
-            lines.append("| \(step) | \(answers.count) | \(Self.format(Self.mean(answers.compactMap(\.reward)))) | "
+            let terms = termNames.map { name in Self.format(Self.mean(answers.compactMap { $0.rewardTerms?[name] })) + " | " }
+            lines.append("| \(step) | \(answers.count) | \(Self.format(Self.mean(answers.compactMap(\.reward)))) | " + terms.joined()
                          + String(format: "%.1f |", Self.mean(answers.map { Double($0.tokens) }) ?? 0))
         }
         guard let first = steps.first, let last = steps.last else { return lines.joined(separator: "\n") }
@@ -45,7 +53,9 @@ public struct GenerationReport {
             lines += ["", "## \(answer.id)", "", "Prompt:", "", fenced(answer.prompt)]
             for (step, shown) in [(first.step, answer), (last.step, later[answer.id])] where step == first.step || first.step != last.step {
                 guard let shown else { continue }
-                lines += ["", "Step \(step) (reward \(Self.format(shown.reward)), \(shown.tokens) tokens):", "", fenced(shown.answer)]
+                let terms = termNames.compactMap { name in shown.rewardTerms?[name].map { "\(name) \(Self.format($0))" } }
+                let reward = ([Self.format(shown.reward)] + (terms.isEmpty ? [] : ["(" + terms.joined(separator: ", ") + ")"])).joined(separator: " ")
+                lines += ["", "Step \(step) (reward \(reward), \(shown.tokens) tokens):", "", fenced(shown.answer)]
             }
         }
         return lines.joined(separator: "\n") + "\n"

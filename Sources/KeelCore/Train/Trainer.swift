@@ -25,12 +25,19 @@ public struct GeneratedAnswer: Codable, Equatable, Sendable {
     public var answer: String
     /// Answer tokens (the stop token not counted).
     public var tokens: Int
-    /// The reward plugin's score; nil without one.
+    /// The recipe's reward; nil without one.
     public var reward: Double?
+    /// With a weighted sum of rewards: each term's own score, by plugin name.
+    public var rewardTerms: [String: Double]?
+
+    public init(id: String, prompt: String, answer: String, tokens: Int, reward: Double?, rewardTerms: [String: Double]? = nil) {
+        (self.id, self.prompt, self.answer, self.tokens, self.reward, self.rewardTerms) = (id, prompt, answer, tokens, reward, rewardTerms)
+    }
 }
 
 /// Metrics of generation-based evaluation (eval split; means over the answered prompts).
 public enum GenerationMetric {
+    /// With a weighted sum of rewards, each term's own mean follows as `generation/reward_mean/<name>`.
     public static let rewardMean = "generation/reward_mean"
     public static let lengthMean = "generation/length_mean"
 }
@@ -90,7 +97,7 @@ public final class Trainer: TrainingContext {
         config = recipe.trainingConfig
         optimizerConfig = recipe.optimizerConfig
         plugins = try graph.instantiate()
-        let nodes = recipe.loss + recipe.schedulers + (recipe.reward.map { [$0] } ?? [])
+        let nodes = recipe.loss + recipe.schedulers + recipe.reward
         func any(_ capability: Capabilities) -> Bool { nodes.contains { $0.descriptor.capabilities.contains(capability) } }
         (needsReference, mutatesReference, needsRewards) = (any(.needsReference), any(.mutatesReference), any(.needsRewards))
         schedulesLearningRate = recipe.schedulers.contains { $0.descriptor.controls.contains(ControlledValue.learningRate) }
@@ -151,7 +158,7 @@ public final class Trainer: TrainingContext {
 
         var checkpointable: [(String, any Checkpointable)] = []
         for (node, plugin) in plugins.data { if let c = plugin as? any Checkpointable { checkpointable.append((node.keyPath, c)) } }
-        if let c = plugins.reward as? any Checkpointable { checkpointable.append(("reward", c)) }
+        for (node, plugin) in plugins.reward?.terms ?? [] { if let c = plugin as? any Checkpointable { checkpointable.append((node.keyPath, c)) } }
         for (node, plugin) in plugins.loss.terms { if let c = plugin as? any Checkpointable { checkpointable.append((node.keyPath, c)) } }
         for (node, plugin) in plugins.schedulers { if let c = plugin as? any Checkpointable { checkpointable.append((node.keyPath, c)) } }
         checkpointablePlugins = checkpointable
@@ -307,12 +314,19 @@ public final class Trainer: TrainingContext {
         policyAccess.progress("eval generations at step \(step): \(prompts.count) held-out prompts")
         let replies = try policyAccess.answers(prompts.map(\.1), maxNewTokens: config.evalMaxNewTokens)
         let answers = try zip(prompts, replies).map { prompt, reply in
-            GeneratedAnswer(id: prompt.0, prompt: prompt.1.plainText, answer: reply.text, tokens: reply.tokens,
-                            reward: try plugins.reward?.score(prompt: prompt.1.plainText, response: reply.text))
+            let terms = try plugins.reward?.termScores(prompt: prompt.1.plainText, response: reply.text)
+            return GeneratedAnswer(id: prompt.0, prompt: prompt.1.plainText, answer: reply.text, tokens: reply.tokens,
+                                   reward: terms?.reduce(0) { $0 + $1.weighted },
+                                   rewardTerms: plugins.reward?.isComposite == true
+                                       ? terms.map { Dictionary($0.map { ($0.name, $0.score) }, uniquingKeysWith: { a, _ in a }) } : nil)
         }
-        var metrics = [GenerationMetric.lengthMean: Double(answers.map(\.tokens).reduce(0, +)) / Double(answers.count)]
+        func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(values.count) }
+        var metrics = [GenerationMetric.lengthMean: mean(answers.map { Double($0.tokens) })]
         let rewards = answers.compactMap(\.reward)
-        if !rewards.isEmpty { metrics[GenerationMetric.rewardMean] = rewards.reduce(0, +) / Double(rewards.count) }
+        if !rewards.isEmpty { metrics[GenerationMetric.rewardMean] = mean(rewards) }
+        for name in answers.first?.rewardTerms?.keys.sorted() ?? [] {
+            metrics[GenerationMetric.rewardMean + "/" + name] = mean(answers.compactMap { $0.rewardTerms?[name] })
+        }
         try observer.record(step: step, split: .eval, metrics: metrics)
         try observer.generations(step: step, answers)
     }
