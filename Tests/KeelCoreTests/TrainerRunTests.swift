@@ -113,6 +113,27 @@ final class TrainerRunTests: XCTestCase {
 
     /// Runs tiny-dpo with a checkpoint every 50 steps and reports (and bounds) the share of the training
     /// time spent in SQLite and in writing checkpoints. Also checks status, export and the run record.
+    /// `output.dir`: the final model is exported there too (a fixed path other recipes can read), and a
+    /// later run replaces it.
+    func testOutputDirGetsACopyOfTheFinalExport() throws {
+        let fixture = try RunFixture()
+        let copy = fixture.directory.appendingPathComponent("models/latest")
+        for steps in ["steps: 3", "steps: 4"] {
+            try fixture.writeTinyDPO([("steps: 300", steps), ("eval_every: 100", "eval_every: 0"),
+                                      ("output: {name: tiny-dpo}", "output: {name: tiny-dpo, dir: models/latest}")])
+            let result = try fixture.keel(["run", fixture.recipe.path])
+            XCTAssertEqual(result.status, 0, result.error)
+        }
+        let latest = try XCTUnwrap(try fixture.store().runSummaries().map(\.run).max { $0.createdAt < $1.createdAt })
+        XCTAssertEqual(latest.totalSteps, 4)
+        let export = fixture.varDirectory.appendingPathComponent("runs/\(latest.id)/export")
+        for file in ["model.safetensors", "config.json", "tokenizer.json"] where FileManager.default.fileExists(atPath: export.appendingPathComponent(file).path) {
+            XCTAssertEqual(try Data(contentsOf: copy.appendingPathComponent(file)), try Data(contentsOf: export.appendingPathComponent(file)), file)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: copy.appendingPathComponent("model.safetensors").path))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: copy.deletingLastPathComponent().path), ["latest"])
+    }
+
     func testBookkeepingShareAndRunRecord() throws {
         let fixture = try RunFixture()
         try fixture.writeTinyDPO([("steps: 300", "steps: 200"), ("checkpoint_every: 100", "checkpoint_every: 50"),

@@ -26,6 +26,8 @@ public struct Recipe {
         output.string("name") ?? ((file as NSString).lastPathComponent as NSString).deletingPathExtension
     }
     public var cachesReferenceLogProbs: Bool { reference.bool("cache_logprobs") ?? false }
+    /// `output.dir`: where the final model is exported too, at a path that does not change between runs.
+    public var exportCopyDirectory: URL? { output.string("dir").map { URL(fileURLWithPath: $0, isDirectory: true) } }
 }
 
 /// One plugin in the recipe: which plugin, where it was written, its options and (losses) its weight.
@@ -185,7 +187,7 @@ public enum RecipeSchema {
 
     public static let output: [OptionSpec] = [
         OptionSpec("name", .string, default: .absent(note: "the recipe's file name"), help: "run name: letters, digits, '.', '_', '-'"),
-        OptionSpec("dir", .path(mustExist: false), default: .absent(note: "chosen by the daemon"),
-                   help: "folder for checkpoints and exports, relative to the recipe's folder"),
+        OptionSpec("dir", .path(mustExist: false), default: .absent(note: "only var/runs/<run>/export"),
+                   help: "also export the final model to this folder, relative to the recipe's folder (replaced by each completed run; e.g. a reward model that other recipes read)"),
     ]
 }

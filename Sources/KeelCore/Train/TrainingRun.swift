@@ -175,6 +175,10 @@ public final class TrainingRun: TrainingObserver {
             display.end()
             // The export overlaps the final checkpoint's background write (the weights no longer change).
             try export(trainer.policy, rewardHead: trainer.rewardModel?.score, tokenizer: trainer.tokenizer, to: layout.export(runID))
+            if let copy = graph.recipe.exportCopyDirectory {
+                try replaceDirectory(copy, with: layout.export(runID))
+                display.line("model exported to \(copy.path) too (output.dir)")
+            }
             if let report = try GenerationReport(store: store, runID: runID) {
                 try Data(report.markdown.utf8).write(to: layout.report(runID), options: .atomic)
                 display.line(report.summary + "; answers in " + layout.report(runID).path)
@@ -210,6 +214,17 @@ public final class TrainingRun: TrainingObserver {
             try? store.setStatus(runID, .failed, error: "\(error)")
             throw error
         }
+    }
+
+    /// Puts a copy of `source` at `destination`, replacing what was there only once the copy is complete.
+    static func replaceDirectory(_ destination: URL, with source: URL) throws {
+        let files = FileManager.default
+        try files.createDirectory(at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let staged = destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).partial-\(getpid())")
+        try? files.removeItem(at: staged)
+        try files.copyItem(at: source, to: staged)
+        try? files.removeItem(at: destination)
+        try files.moveItem(at: staged, to: destination)
     }
 
     /// Writes `model` and its tokenizer as a Hugging Face folder; with `rewardHead`, as a reward model
