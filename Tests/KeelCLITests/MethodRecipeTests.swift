@@ -47,6 +47,22 @@ final class MethodRecipeTests: XCTestCase {
         return []
     }
 
+    /// The SmolLM2 examples validate where they stand, reading the model scripts/setup.sh unpacks and the
+    /// shared HH data; the reward model var-rm-hh.yaml reads is stood in for by an empty folder.
+    func testSmolLM2ExamplesAreValid() throws {
+        let smollm2 = Self.examples.appendingPathComponent("smollm2")
+        let files = try FileManager.default.contentsOfDirectory(atPath: smollm2.path).filter { $0.hasSuffix(".yaml") }.sorted()
+        XCTAssertEqual(files, ["reward-model-hh.yaml", "var-rm-hh.yaml"])
+        for file in files {
+            let text = try String(contentsOf: smollm2.appendingPathComponent(file), encoding: .utf8)
+                .replacingOccurrences(of: "../../../var/reward-models/smollm2-hh", with: folder.appendingPathComponent("models/reward-model").path)
+                .replacingOccurrences(of: "../../../", with: Self.root.path + "/")
+            let graph = try load(text, as: file)
+            guard case .gguf = graph.recipe.model else { return XCTFail("\(file): expected the SmolLM2 GGUF") }
+            XCTAssertEqual(graph.recipe.data.first?.name, "hh", file)
+        }
+    }
+
     func testRegistryHoldsTheMethodPlugins() {
         let registry = keelPluginRegistry()
         XCTAssertEqual(registry.names(of: .loss), ["deft-guidance", "dpo", "reward-model", "sft", "simpo", "var"])
