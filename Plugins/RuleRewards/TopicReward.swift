@@ -35,7 +35,7 @@ public final class TopicReward: RewardPlugin {
         most my no nor not now of off on once only or other our out over own please same she should so some such \
         tell than that the their them then there these they this those through to too under until up use very \
         want was way we well were what when where which while who whom why will with would you your yours best \
-        good thing things something someone some anyone really need
+        good thing things something someone anyone really need
         """.split(whereSeparator: \.isWhitespace).map(String.init))
 
     public let minWordLength: Int

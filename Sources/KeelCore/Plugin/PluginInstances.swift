@@ -70,8 +70,8 @@ extension PluginGraph {
 }
 
 /// A reward or a weighted sum of rewards, r = Σₖ wₖ·rₖ (as TRL's `reward_funcs` with `reward_weights`),
-/// so that one recipe can ask for, say, concise *and* on-topic answers. Each term scores every response;
-/// terms that score in batches (a reward model) get one call per batch.
+/// so that one recipe can ask for, say, concise *and* on-topic answers. Each term scores every response
+/// with its own `score`/`scorePair` (a reward model: one forward per call).
 public final class RewardSum: RewardScorer {
     public let terms: [(node: PluginNode, plugin: any RewardPlugin)]
 
