@@ -5,6 +5,9 @@ public struct Recipe {
     /// The recipe file as the user named it (messages) and the folder relative paths resolve against.
     public let file: String
     public let directory: URL
+    /// The file's text as read and decoded once (`RecipeSource`): hashed for the run's fingerprint and
+    /// stored with the run.
+    public let text: String
     public let model: ModelSource
     public let reference: ResolvedOptions
     public let data: [PluginNode]
@@ -188,6 +191,6 @@ public enum RecipeSchema {
     public static let output: [OptionSpec] = [
         OptionSpec("name", .string, default: .absent(note: "the recipe's file name"), help: "run name: letters, digits, '.', '_', '-'"),
         OptionSpec("dir", .path(mustExist: false), default: .absent(note: "only var/runs/<run>/export"),
-                   help: "also export the final model to this folder, relative to the recipe's folder (replaced by each completed run; e.g. a reward model that other recipes read)"),
+                   help: "also export the final model to this folder, relative to the recipe's folder (replaced by each completed run; e.g. a reward model that other recipes read); must be new or a previous export (holding .keel-export), and neither the recipe's folder, var/ nor a folder containing them"),
     ]
 }
