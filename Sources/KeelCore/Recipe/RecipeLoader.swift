@@ -95,9 +95,14 @@ struct RecipeDecoder {
             sink.error(root["output"]?["dir"]?.mark ?? root.mark, "output.dir", problem)
         }
         guard let model else { return nil }
-        return Recipe(file: file, directory: directory, text: text, model: model, reference: reference, data: data, reward: reward,
-                      loss: loss, schedulers: schedulers, optimizer: optimizer, training: training, output: output,
-                      sectionMarks: Dictionary(uniqueKeysWithValues: root.entries?.map { ($0.key, $0.keyMark) } ?? []))
+        let recipe = Recipe(file: file, directory: directory, text: text, model: model, reference: reference, data: data, reward: reward,
+                            loss: loss, schedulers: schedulers, optimizer: optimizer, training: training, output: output,
+                            sectionMarks: Dictionary(uniqueKeysWithValues: root.entries?.map { ($0.key, $0.keyMark) } ?? []))
+        // A tiny model's size is known here; a pretrained one's is checked when the run starts (its header).
+        if case .tiny = model, let problem = try? MemoryEstimate.of(recipe).problem() {
+            sink.error(root["model"]?.mark ?? root.mark, "model.tiny", problem)
+        }
+        return recipe
     }
 
     /// A section or sub-mapping decoded against declared options.

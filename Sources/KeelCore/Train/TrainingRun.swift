@@ -160,6 +160,7 @@ public final class TrainingRun: TrainingObserver {
         do {
             try store.setStatus(runID, .running)
             try store.heartbeat(runID, pid: pid)
+            if let problem = try MemoryEstimate.of(graph.recipe).problem() { throw TrainerError(problem) }
             let trainer = try Trainer(graph: graph, log: display.line)
             try store.setTotalSteps(runID, trainer.totalSteps)
             try store.recordEvent(runID, kind: RunEvent.data, trainer.dataReports.map(DataReportEvent.init))
