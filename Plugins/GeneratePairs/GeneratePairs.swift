@@ -69,6 +69,10 @@ public final class GeneratePairsSource: PolicySampledSource {
         capabilities: [.needsRewards], dataRole: .source, produces: .paired,
         metrics: [Metric.rewardMean, Metric.rewardChosen, Metric.rewardRejected, Metric.lengthMean])
 
+    public static func checkOptions(_ options: ResolvedOptions) -> [OptionProblem] {
+        folderProblems(options, fileOptions: [Option.prompts])
+    }
+
     public let promptsPath: String
     public let chat: Bool
     public let samples: Int

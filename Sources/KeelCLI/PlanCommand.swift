@@ -17,7 +17,7 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         let graph: PluginGraph
-        do { graph = try RecipeLoader(registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout)).load(URL(fileURLWithPath: file), displayName: file) } catch let errors as RecipeErrors {
+        do { graph = try RecipeLoader(registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout), protecting: [varDirectory.layout.varDirectory]).load(URL(fileURLWithPath: file), displayName: file) } catch let errors as RecipeErrors {
             printError(errors.description)
             throw ExitCode.failure
         }

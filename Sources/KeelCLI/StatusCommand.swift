@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import KeelCore
 
-/// `keel status [RUN] [--json]`: runs with their status, progress and latest metrics.
+/// `keel status [RUN] [--json] [--limit N | --all]`: runs with their status, progress and latest metrics.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show runs: status, step/total, latest train and eval metrics.")
@@ -13,15 +13,28 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Option(help: "Show the newest N runs; when there are more, a line on standard error says so.")
+    var limit = 50
+
+    @Flag(help: "Show every run.")
+    var all = false
+
     @OptionGroup var varDirectory: VarDirectoryOption
+
+    func validate() throws {
+        guard limit >= 1 else { throw ValidationError("--limit must be at least 1, got \(limit)") }
+    }
 
     func run() throws {
         try runReportingErrors {
             let store = try KeelStore(path: varDirectory.layout.store)
-            var summaries = try store.runSummaries(limit: runID == nil ? 50 : 1_000_000)
+            let shown = all || runID != nil ? nil : limit
+            var summaries = try store.runSummaries(limit: shown)
             if let runID {
                 summaries = summaries.filter { $0.run.id == runID }
                 guard !summaries.isEmpty else { throw StoreError.unknownRun(runID) }
+            } else if let shown, case let total = try store.runCount(), total > shown {
+                printError("showing the newest \(shown) of \(total) runs; --all shows every one, --limit N the newest N")
             }
             if json {
                 let data = try JSONSerialization.data(withJSONObject: summaries.map(Self.jsonObject), options: [.prettyPrinted, .sortedKeys])

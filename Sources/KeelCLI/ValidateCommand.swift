@@ -13,7 +13,7 @@ struct ValidateCommand: ParsableCommand {
     @OptionGroup var varDirectory: VarDirectoryOption
 
     func run() throws {
-        let loader = RecipeLoader(registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout))
+        let loader = RecipeLoader(registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout), protecting: [varDirectory.layout.varDirectory])
         var failed = 0
         for file in files {
             do {

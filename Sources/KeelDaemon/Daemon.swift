@@ -190,28 +190,40 @@ public final class Daemon: @unchecked Sendable {
 
     /// Queues the file's current content unless this exact version is already known (a touch, a
     /// rescan, a restart). An invalid version becomes a `rejected` run with every error; a valid one a
-    /// `queued` run, and it supersedes any still-queued older version of the same file.
+    /// `queued` run, and it supersedes any still-queued older version of the same file. What is not a
+    /// readable recipe (a folder, a FIFO, a device, a dangling or looping link, a link out of the watched
+    /// folder, a file over the size limit) is rejected the same way, once, without reading it whole.
     private func consider(_ url: URL, seenAt: Date) throws {
-        guard let data = FileManager.default.contents(atPath: url.path) else { return }  // gone again
-        let (entry, inserted) = try store.enqueueRecipe(path: url.path, contentSHA256: SHA256.hex(of: data), at: seenAt)
+        let source: RecipeSource
+        do {
+            try checkLinkStaysInside(url)
+            source = try RecipeSource.read(url, displayName: url.path, maxBytes: YAMLParser().maxBytes)
+        } catch let refusal as YAMLError {
+            var status = stat()
+            guard lstat(url.path, &status) == 0 else { return }  // gone again
+            let (entry, inserted) = try store.enqueueRecipe(path: url.path, contentSHA256: SHA256.hex(of: Data(refusal.message.utf8)), at: seenAt)
+            if inserted { try reject(url, entry: entry, text: "", message: refusal.description, seenAt: seenAt) }
+            return
+        }
+        let (entry, inserted) = try store.enqueueRecipe(path: url.path, contentSHA256: SHA256.hex(of: Data(source.bytes)), at: seenAt)
         guard inserted else { return }
         for runID in try store.cancelQueuedRecipes(path: url.path, keeping: entry.id,
                                                    reason: "superseded by a newer version of \(url.path)") {
             log("\(runID): cancelled (superseded by a newer version of its recipe)")
         }
-        let text = String(decoding: data, as: UTF8.self)
         let logPath: (String) -> String = { [layout] in layout.run($0).appendingPathComponent(Self.workerLogName).path }
         do {
-            let graph = try RecipeLoader(registry: registry()).load(url, displayName: url.path)
+            let graph = try RecipeLoader(registry: registry(), protecting: [configuration.recipesDirectory, configuration.varDirectory])
+                .load(source, from: url, displayName: url.path)
             // Hashes the model and data files: most of the latency for a real model (~1 s for the 98 MB
             // SmolLM2 GGUF), so it is recorded in the `queued` event.
             let hashingStarted = Date()
-            let parts = try RunFingerprint.parts(recipe: graph.recipe, recipeText: text)
+            let parts = try RunFingerprint.parts(recipe: graph.recipe, recipeText: graph.recipe.text)
             let fingerprintMilliseconds = (Date().timeIntervalSince(hashingStarted) * 1000).rounded()
             let runID = RunID.make(recipeName: graph.recipe.outputName)
             // One transaction: a run row exists exactly when its queue entry names it.
             try store.database.transaction {
-                try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text, fingerprint: RunFingerprint.combined(parts),
+                try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: graph.recipe.text, fingerprint: RunFingerprint.combined(parts),
                                            fingerprintParts: parts, logPath: logPath(runID)), at: seenAt)
                 try store.setRecipeState(entry.id, .queued, runID: runID)
                 try store.recordEvent(runID, kind: DaemonEvent.queued, [
@@ -220,17 +232,35 @@ public final class Daemon: @unchecked Sendable {
             }
             log("\(runID): queued \(url.lastPathComponent)")
         } catch {
-            let message = "\(error)"
-            let runID = RunID.make(recipeName: url.deletingPathExtension().lastPathComponent)
-            try store.database.transaction {
-                try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text, fingerprint: entry.contentSHA256,
-                                           fingerprintParts: ["recipe": entry.contentSHA256]), status: .rejected, at: seenAt)
-                try store.setStatus(runID, .rejected, error: message)
-                try store.setRecipeState(entry.id, .rejected, runID: runID, error: message)
-                try store.recordEvent(runID, kind: DaemonEvent.rejected, ["recipe": url.path, "error": message])
-            }
-            log("\(runID): rejected \(url.lastPathComponent):\n\(message)")
+            try reject(url, entry: entry, text: source.text, message: "\(error)", seenAt: seenAt)
         }
+    }
+
+    /// A recipe in the watched folder may be a symbolic link only to a file inside that folder: a link
+    /// elsewhere (`/etc/shadow`) is not read at all.
+    private func checkLinkStaysInside(_ url: URL) throws {
+        var status = stat()
+        guard lstat(url.path, &status) == 0, status.st_mode & S_IFMT == S_IFLNK,
+              let resolved = realpath(url.path, nil) else { return }  // not a link, or dangling/looping: the read says so
+        defer { free(resolved) }
+        let target = String(cString: resolved)
+        let folder = configuration.recipesDirectory.resolvingSymlinksInPath().path
+        guard !target.hasPrefix(folder + "/") else { return }
+        throw YAMLError(file: url.path, mark: Mark(line: 1, column: 1),
+                        message: "found a symbolic link to \(target), outside the watched folder; expected a recipe file in \(folder)")
+    }
+
+    /// Records a recipe version that cannot run: a `rejected` run holding `message`.
+    private func reject(_ url: URL, entry: QueuedRecipe, text: String, message: String, seenAt: Date) throws {
+        let runID = RunID.make(recipeName: url.deletingPathExtension().lastPathComponent)
+        try store.database.transaction {
+            try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text, fingerprint: entry.contentSHA256,
+                                       fingerprintParts: ["recipe": entry.contentSHA256]), status: .rejected, at: seenAt)
+            try store.setStatus(runID, .rejected, error: message)
+            try store.setRecipeState(entry.id, .rejected, runID: runID, error: message)
+            try store.recordEvent(runID, kind: DaemonEvent.rejected, ["recipe": url.path, "error": message])
+        }
+        log("\(runID): rejected \(url.lastPathComponent):\n\(message)")
     }
 
     // MARK: Queue → workers
@@ -305,7 +335,9 @@ public final class Daemon: @unchecked Sendable {
         } else if run.status == .failed {
             try store.setRecipeState(entry, .done)
             log("\(runID): failed: \(run.error ?? exit.description)")
-        } else if worker.stopSignalSent || run.status == .interrupted || resumesAfterKill {
+        } else if worker.stopSignalSent || resumesAfterKill || run.status == .interrupted && exit == .exited(code: 0) {
+            // A worker that failed without settling its run (exit status ≠ 0) is not restarted: it
+            // would fail the same way again, as fast as it can be spawned.
             if run.status != .interrupted { try store.setStatus(runID, .interrupted) }
             try store.recordEvent(runID, kind: DaemonEvent.interrupted, InterruptionEvent(
                 cause: "worker \(exit) at step \(run.currentStep)", externalKill: externalKill))

@@ -3,7 +3,8 @@ import Glibc
 import KeelCore
 
 /// Watches the top level of a recipes directory with inotify and reports recipe files (`*.yaml`,
-/// `*.yml`) that finished arriving or went away.
+/// `*.yml`) that finished arriving or went away, and anything else given such a name (a folder, a
+/// symbolic link, a FIFO), which the daemon records as not a recipe.
 ///
 /// Why inotify directly: Dispatch's file-system sources do not exist on Linux, and polling either
 /// wastes a core or adds latency. A file is reported only when it is complete: on close after
@@ -44,7 +45,7 @@ public final class RecipeWatcher: @unchecked Sendable {
 
     /// What the watch asks for. IN_Q_OVERFLOW (events were dropped) and IN_IGNORED (the watch is
     /// gone) are always delivered without asking.
-    private static let watchMask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM)
+    private static let watchMask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_CREATE)
         | UInt32(IN_DELETE_SELF | IN_MOVE_SELF)
 
     /// - onEvent: called on the watcher thread with the file's URL and what happened to it.
@@ -196,8 +197,16 @@ public final class RecipeWatcher: @unchecked Sendable {
         if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 {
             throw WatcherError.directoryGone(directory.path)
         }
-        guard mask & UInt32(IN_ISDIR) == 0, Self.isRecipeFileName(name) else { return }
-        if mask & UInt32(IN_CLOSE_WRITE | IN_MOVED_TO) != 0 {
+        guard Self.isRecipeFileName(name) else { return }
+        // A regular file is reported when it is closed; anything else that gets a recipe's name (a
+        // folder, a symbolic link, a FIFO) is never closed after writing, so it is reported as it
+        // appears, for the daemon to record why it is not a recipe.
+        if mask & UInt32(IN_CREATE) != 0 {
+            var status = stat()
+            guard lstat(directory.appendingPathComponent(name).path, &status) == 0, status.st_mode & S_IFMT != S_IFREG else { return }
+            known.insert(name)
+            onEvent(directory.appendingPathComponent(name), .written)
+        } else if mask & UInt32(IN_CLOSE_WRITE | IN_MOVED_TO) != 0 {
             known.insert(name)
             onEvent(directory.appendingPathComponent(name), .written)
         } else if mask & UInt32(IN_DELETE | IN_MOVED_FROM) != 0 {
@@ -206,18 +215,13 @@ public final class RecipeWatcher: @unchecked Sendable {
         }
     }
 
-    /// Lists the directory: reports known files that are gone as `.removed`, then every recipe file
-    /// present as `.existing` (name order). Used at start and when inotify dropped events.
+    /// Lists the directory: reports known files that are gone as `.removed`, then every entry with a
+    /// recipe's name as `.existing` (name order; folders, links and special files too, for the daemon to
+    /// record). Used at start and when inotify dropped events.
     func rescan() throws {
-        let fileManager = FileManager.default
         let names: [String]
         do {
-            names = try fileManager.contentsOfDirectory(atPath: directory.path).filter { name in
-                var isDirectory: ObjCBool = false
-                return Self.isRecipeFileName(name)
-                    && fileManager.fileExists(atPath: directory.appendingPathComponent(name).path, isDirectory: &isDirectory)
-                    && !isDirectory.boolValue
-            }.sorted()
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter(Self.isRecipeFileName).sorted()
         } catch {
             throw WatcherError.directoryGone(directory.path)
         }

@@ -19,6 +19,8 @@ final class MethodRecipeTests: XCTestCase {
         for directory in ["data", "models/reward-model", "models/dpo-policy", "models/start"] {
             try FileManager.default.createDirectory(at: folder.appendingPathComponent(directory), withIntermediateDirectories: true)
         }
+        // The reward model's folder stands for a previous run's export (`output.dir` replaces only those).
+        try Data("earlier-run\n".utf8).write(to: folder.appendingPathComponent("models/reward-model/\(ExportDestination.markerName)"))
         try Data("""
             {"prompt": "2+2?", "chosen": " 4", "rejected": " 5"}
             {"prompt": "Capital of France?", "chosen": " Paris", "rejected": " Lyon"}

@@ -73,37 +73,37 @@ final class RecipeErrorTests: XCTestCase {
 
     func testIntegerThatIsAWord() {
         XCTAssertEqual(fixture.errors(withTraining("  steps: 10\n  batch_size: eight\n")), [
-            "r.yaml:10:15: training.batch_size: eight is not an integer; expected an integer in [1, ∞)",
+            "r.yaml:10:15: training.batch_size: eight is not an integer; expected an integer in [1, 1048576]",
         ])
     }
 
     func testIntegerOutOfRange() {
         XCTAssertEqual(fixture.errors(withTraining("  steps: 10\n  batch_size: 0\n")), [
-            "r.yaml:10:15: training.batch_size: 0 is out of range; expected an integer in [1, ∞)",
+            "r.yaml:10:15: training.batch_size: 0 is out of range; expected an integer in [1, 1048576]",
         ])
     }
 
     func testQuotedNumberIsAString() {
         XCTAssertEqual(fixture.errors(withTraining("  steps: \"10\"\n")), [
-            "r.yaml:9:10: training.steps: \"10\" is not an integer; expected an integer in [1, ∞)",
+            "r.yaml:9:10: training.steps: \"10\" is not an integer; expected an integer in [1, 100000000]",
         ])
     }
 
     func testFractionForAnInteger() {
         XCTAssertEqual(fixture.errors(withTraining("  steps: 10\n  grad_accum: 1.5\n")), [
-            "r.yaml:10:15: training.grad_accum: 1.5 is not an integer; expected an integer in [1, ∞)",
+            "r.yaml:10:15: training.grad_accum: 1.5 is not an integer; expected an integer in [1, 1048576]",
         ])
     }
 
     func testListWhereAScalarBelongs() {
         XCTAssertEqual(fixture.errors(withTraining("  steps: [1, 2]\n")), [
-            "r.yaml:9:10: training.steps: found a list; expected an integer in [1, ∞)",
+            "r.yaml:9:10: training.steps: found a list; expected an integer in [1, 100000000]",
         ])
     }
 
     func testNullValue() {
         XCTAssertEqual(fixture.errors(withTraining("  steps:\n")), [
-            "r.yaml:9:9: training.steps: found null; expected an integer in [1, ∞)",
+            "r.yaml:9:9: training.steps: found null; expected an integer in [1, 100000000]",
         ])
     }
 
@@ -309,14 +309,14 @@ final class RecipeErrorTests: XCTestCase {
             "r.yaml:5:5: data[0].limt: unknown key; did you mean 'limit'?",
             "r.yaml:6:35: loss.beta: 0 is out of range; expected a number in (0, ∞)",
             "r.yaml:7:17: optimizer.lr: fast is not a number; expected a number in (0, ∞)",
-            "r.yaml:8:35: training.batch_size: -2 is out of range; expected an integer in [1, ∞)",
+            "r.yaml:8:35: training.batch_size: -2 is out of range; expected an integer in [1, 1048576]",
         ])
     }
 
     func testDuplicateKeyIsReportedWithTheOtherErrors() {
         XCTAssertEqual(fixture.errors(withTraining("  steps: 10\n  steps: 20\n  batch_size: 0\n")), [
             "r.yaml:10:3: duplicate key 'steps' (first at 9:3); expected each key once",
-            "r.yaml:11:15: training.batch_size: 0 is out of range; expected an integer in [1, ∞)",
+            "r.yaml:11:15: training.batch_size: 0 is out of range; expected an integer in [1, 1048576]",
         ])
     }
 

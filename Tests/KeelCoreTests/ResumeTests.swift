@@ -174,7 +174,9 @@ final class ResumeTests: XCTestCase {
         XCTAssertNotEqual(RunFingerprint.combined(before), RunFingerprint.combined(changedData))
     }
 
-    /// A changed recipe is refused, naming the change; --force resumes and records the override.
+    /// A changed recipe is refused, naming the change, and the refusal is recorded: the run is failed
+    /// (nothing retries it blindly) with the reason; --force resumes, records the override and drops
+    /// the old failure text.
     func testResumeRefusesAChangedRecipeUnlessForced() throws {
         let fixture = try RunFixture()
         try fixture.writeTinyDPO(shortRun)
@@ -189,6 +191,10 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(refused.error.contains("recipe changed"), refused.error)
         XCTAssertFalse(refused.error.contains("model changed"), refused.error)
         XCTAssertEqual(try fixture.store().latestCompleteCheckpoint(runID)?.step, 10)
+        let refusedRun = try XCTUnwrap(try fixture.store().run(runID))
+        XCTAssertEqual(refusedRun.status, .failed)
+        XCTAssertTrue(refusedRun.error?.contains("keel resume \(runID) --force") ?? false, refusedRun.error ?? "no error")
+        XCTAssertEqual(try fixture.store().events(runID).filter { $0.kind == RunEvent.resumeRefused }.count, 1)
 
         let forced = try fixture.keel(["resume", runID, "--force"])
         XCTAssertEqual(forced.status, 0, forced.error)
@@ -196,5 +202,22 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(events.count, 1)
         XCTAssertTrue(events.first?.message.contains("recipe changed") ?? false)
         XCTAssertEqual(try fixture.store().run(runID)?.status, .completed)
+        XCTAssertNil(try fixture.store().run(runID)?.error, "the refusal's text is gone once the run resumed")
+    }
+
+    /// A run whose recipe is gone cannot resume: recorded as failed, with the reason.
+    func testResumeWithoutItsRecipeMarksTheRunFailed() throws {
+        let fixture = try RunFixture()
+        try fixture.writeTinyDPO(shortRun)
+        let killed = try fixture.keel(["run", fixture.recipe.path], fault: "kill-after-step:12")
+        XCTAssertTrue(killed.killedBySignal, "expected SIGKILL; status \(killed.status) \(killed.error)")
+        let runID = try fixture.onlyRunID()
+        try FileManager.default.removeItem(at: fixture.recipe)
+
+        let refused = try fixture.keel(["resume", runID])
+        XCTAssertEqual(refused.status, 1)
+        let run = try XCTUnwrap(try fixture.store().run(runID))
+        XCTAssertEqual(run.status, .failed)
+        XCTAssertEqual(run.error, "run \(runID): its recipe \(fixture.recipe.path) no longer exists")
     }
 }

@@ -50,14 +50,15 @@ final class RunFixture {
 
     deinit { try? FileManager.default.removeItem(at: directory) }
 
-    /// tiny-dpo.yaml with some `key: value` texts replaced (e.g. "steps: 300" → "steps: 40").
-    func writeTinyDPO(_ replacements: [(String, String)]) throws {
+    /// tiny-dpo.yaml with some `key: value` texts replaced (e.g. "steps: 300" → "steps: 40"), written to
+    /// `recipe` or to `url`.
+    func writeTinyDPO(_ replacements: [(String, String)], to url: URL? = nil) throws {
         var text = try String(contentsOf: RepoPaths.root.appendingPathComponent("recipes/examples/tiny-dpo.yaml"), encoding: .utf8)
         for (old, new) in replacements {
             guard text.contains(old) else { throw PluginInputError("tiny-dpo.yaml has no '\(old)'") }
             text = text.replacingOccurrences(of: old, with: new)
         }
-        try Data(text.utf8).write(to: recipe)
+        try Data(text.utf8).write(to: url ?? recipe)
     }
 
     func keel(_ arguments: [String], fault: String? = nil) throws -> KeelBinary.Result {
@@ -131,6 +132,7 @@ final class TrainerRunTests: XCTestCase {
             XCTAssertEqual(try Data(contentsOf: copy.appendingPathComponent(file)), try Data(contentsOf: export.appendingPathComponent(file)), file)
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: copy.appendingPathComponent("model.safetensors").path))
+        XCTAssertEqual(try String(contentsOf: copy.appendingPathComponent(ExportDestination.markerName), encoding: .utf8), latest.id + "\n")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: copy.deletingLastPathComponent().path), ["latest"])
     }
 

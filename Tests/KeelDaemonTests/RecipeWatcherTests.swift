@@ -107,7 +107,8 @@ final class RecipeWatcherTests: XCTestCase {
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("dir.yaml"), withIntermediateDirectories: false)
         try watcher.start()
         try sync()
-        XCTAssertEqual(log.all, [entry("a.yml", .existing), entry("b.yaml", .existing), entry("zz-sentinel.yaml", .written)])
+        XCTAssertEqual(log.all, [entry("a.yml", .existing), entry("b.yaml", .existing), entry("dir.yaml", .existing),
+                                 entry("zz-sentinel.yaml", .written)], "a folder with a recipe's name is reported, for the daemon to record")
     }
 
     func testCopyIsReportedOnceAfterClose() throws {
@@ -139,7 +140,8 @@ final class RecipeWatcherTests: XCTestCase {
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("sub.yaml"), withIntermediateDirectories: false)
         try write("nested.yaml", in: directory.appendingPathComponent("sub.yaml"))
         try sync()
-        XCTAssertEqual(log.all, [entry("zz-sentinel.yaml", .written)])
+        XCTAssertEqual(log.all, [entry("sub.yaml", .written), entry("zz-sentinel.yaml", .written)],
+                       "only the folder with a recipe's name (for the daemon to record), nothing inside it")
     }
 
     func testDeleteAndMoveOutAreReportedAsRemoved() throws {

@@ -16,6 +16,8 @@ public final class PreferenceJSONLSource: DataPlugin {
         summary: "TRL preference pairs from JSON lines: prompt/chosen/rejected as strings or message lists",
         options: sourceOptions, dataRole: .source, produces: .paired)
 
+    public static func checkOptions(_ options: ResolvedOptions) -> [OptionProblem] { folderProblems(options, fileOptions: ["path"]) }
+
     let path: String
     let limit: Int?
 
@@ -80,6 +82,8 @@ public final class HHSource: DataPlugin {
     }
 
     static let assistantMarker = Array("\n\nAssistant:".utf8)
+
+    public static func checkOptions(_ options: ResolvedOptions) -> [OptionProblem] { folderProblems(options, fileOptions: ["path"]) }
 
     let path: String
     let limit: Int?

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// An interval for numeric options; each bound may be open, closed or absent.
 /// Printed the mathematical way, e.g. `(0, 1]`, `[1, ∞)`.
@@ -237,6 +238,17 @@ func decodeOptions(_ specs: [OptionSpec], entries: [YAMLEntry], reserved: [Strin
 
 struct ValueProblem: Error { let message: String }
 
+/// For `checkOptions` of plugins whose `.path(mustExist: true)` option names a file to read, not a
+/// folder (decoding already refused what is neither).
+public func folderProblems(_ options: ResolvedOptions, fileOptions names: [String]) -> [OptionProblem] {
+    names.compactMap { name in
+        var isFolder: ObjCBool = false
+        guard let path = options.string(name), FileManager.default.fileExists(atPath: path, isDirectory: &isFolder),
+              isFolder.boolValue else { return nil }
+        return OptionProblem(option: name, "found a folder at \(path); expected a file")
+    }
+}
+
 /// One scalar against one option type. Only plain (unquoted) scalars are read as numbers or booleans.
 func decodeValue(_ node: YAMLNode, as type: OptionType, baseDirectory: URL) -> Result<OptionValue, ValueProblem> {
     let expected = "expected \(type.expectation)"
@@ -271,8 +283,15 @@ func decodeValue(_ node: YAMLNode, as type: OptionType, baseDirectory: URL) -> R
     case .path(let mustExist):
         guard !text.isEmpty else { return .failure(ValueProblem(message: "empty path; \(expected)")) }
         let url = URL(fileURLWithPath: text, relativeTo: baseDirectory).standardizedFileURL
-        if mustExist, !FileManager.default.fileExists(atPath: url.path) {
-            return .failure(ValueProblem(message: "no such file: \(url.path); expected a path to an existing file, relative to the recipe's folder"))
+        if mustExist {
+            var status = stat()
+            guard stat(url.path, &status) == 0 else {
+                return .failure(ValueProblem(message: "no such file: \(url.path); expected a path to an existing file, relative to the recipe's folder"))
+            }
+            // Reading a FIFO or a device never ends (or blocks): only files and folders are inputs.
+            guard [S_IFREG, S_IFDIR].contains(status.st_mode & S_IFMT) else {
+                return .failure(ValueProblem(message: "found \(FileKind.name(of: status.st_mode)) at \(url.path); expected a regular file or a folder"))
+            }
         }
         return .success(.path(url.path))
     }

@@ -5,6 +5,9 @@ public struct Recipe {
     /// The recipe file as the user named it (messages) and the folder relative paths resolve against.
     public let file: String
     public let directory: URL
+    /// The file's text as read and decoded once (`RecipeSource`): hashed for the run's fingerprint and
+    /// stored with the run.
+    public let text: String
     public let model: ModelSource
     public let reference: ResolvedOptions
     public let data: [PluginNode]
@@ -139,14 +142,18 @@ public struct OptimizerConfig: Equatable {
 public enum RecipeSchema {
     public static let sections = ["model", "reference", "data", "reward", "loss", "schedulers", "optimizer", "training", "output"]
     public static let requiredSections = ["model", "data", "loss", "training"]
+    /// The most optimizer steps a run may take (a step count the machine could finish, and whose
+    /// products with batch sizes and lengths stay far from overflow). Memory is bounded separately,
+    /// by `MemoryEstimate`.
+    public static let maxSteps: Double = 100_000_000
 
     public static let tinyModel: [OptionSpec] = [
-        .int("layers", 2, in: .atLeast(1), "transformer blocks"),
-        .int("hidden", 64, in: .atLeast(2), "model width; a multiple of heads"),
-        .int("heads", 4, in: .atLeast(1), "attention heads; a multiple of kv_heads"),
-        .int("kv_heads", 2, in: .atLeast(1), "key/value heads (grouped-query attention)"),
-        .int("intermediate", 128, in: .atLeast(1), "MLP width"),
-        .int("vocab", 256, in: .atLeast(2), "vocabulary size (byte-level tokenizer)"),
+        .int("layers", 2, in: .closed(1, 512), "transformer blocks"),
+        .int("hidden", 64, in: .closed(2, 65_536), "model width; a multiple of heads"),
+        .int("heads", 4, in: .closed(1, 1024), "attention heads; a multiple of kv_heads"),
+        .int("kv_heads", 2, in: .closed(1, 1024), "key/value heads (grouped-query attention)"),
+        .int("intermediate", 128, in: .closed(1, 262_144), "MLP width"),
+        .int("vocab", 256, in: .closed(2, 1_048_576), "vocabulary size (byte-level tokenizer)"),
         .int("seed", 0, in: .nonNegative, "seed of the random weights"),
     ]
 
@@ -164,30 +171,30 @@ public enum RecipeSchema {
         .double("weight_decay", 0.0, in: .nonNegative, "decoupled weight decay"),
         .double("max_grad_norm", 1.0, in: .nonNegative, "clip the global gradient L2 norm to this; 0 = no clipping"),
         .choice("schedule", ["constant", "linear", "cosine"], "constant", "learning-rate decay after warmup"),
-        .int("warmup_steps", 0, in: .nonNegative, "linear warmup from 0 over this many steps"),
+        .int("warmup_steps", 0, in: .closed(0, RecipeSchema.maxSteps), "linear warmup from 0 over this many steps"),
         .double("min_lr_ratio", 0.0, in: .unitInterval, "linear/cosine decay floor, as a fraction of lr"),
     ]
 
     public static let training: [OptionSpec] = [
-        OptionSpec("steps", .int(.atLeast(1)), default: .absent(note: "unset"), help: "optimizer steps (set steps or epochs)"),
-        OptionSpec("epochs", .int(.atLeast(1)), default: .absent(note: "unset"), help: "passes over the training data (set steps or epochs)"),
-        .int("batch_size", 8, in: .atLeast(1), "examples (pairs) per micro-batch"),
-        .int("grad_accum", 1, in: .atLeast(1), "micro-batches per optimizer step"),
-        .int("max_length", 1024, in: .atLeast(1), "longest prompt + completion in tokens"),
+        OptionSpec("steps", .int(.closed(1, RecipeSchema.maxSteps)), default: .absent(note: "unset"), help: "optimizer steps (set steps or epochs)"),
+        OptionSpec("epochs", .int(.closed(1, 1_000_000)), default: .absent(note: "unset"), help: "passes over the training data (set steps or epochs)"),
+        .int("batch_size", 8, in: .closed(1, 1_048_576), "examples (pairs) per micro-batch"),
+        .int("grad_accum", 1, in: .closed(1, 1_048_576), "micro-batches per optimizer step"),
+        .int("max_length", 1024, in: .closed(1, 1_048_576), "longest prompt + completion in tokens"),
         .int("seed", 0, in: .nonNegative, "seed of every random choice of the run (data order, splits, init)"),
-        .int("eval_every", 0, in: .nonNegative, "evaluate every N steps; 0 = never (needs a split in data)"),
-        .int("checkpoint_every", 0, in: .nonNegative, "checkpoint every N steps; 0 = only at the end"),
-        .int("keep_checkpoints", 2, in: .atLeast(1), "most recent checkpoints kept on disk"),
-        .int("log_every", 1, in: .atLeast(1), "record metrics every N steps"),
+        .int("eval_every", 0, in: .closed(0, RecipeSchema.maxSteps), "evaluate every N steps; 0 = never (needs a split in data)"),
+        .int("checkpoint_every", 0, in: .closed(0, RecipeSchema.maxSteps), "checkpoint every N steps; 0 = only at the end"),
+        .int("keep_checkpoints", 2, in: .closed(1, 10_000), "most recent checkpoints kept on disk"),
+        .int("log_every", 1, in: .closed(1, RecipeSchema.maxSteps), "record metrics every N steps"),
         .bool("share_prompt", true, "pack each pair as [prompt | chosen | rejected] so the prompt is computed once"),
-        .int("eval_generations", 0, in: .nonNegative,
+        .int("eval_generations", 0, in: .closed(0, 1_000_000),
              "answer this many held-out prompts greedily at step 0 and at the end, scored by the reward plugin; 0 = never (needs a split in data)"),
-        .int("eval_max_new_tokens", 64, in: .atLeast(1), "longest answer of eval_generations, in tokens"),
+        .int("eval_max_new_tokens", 64, in: .closed(1, 1_048_576), "longest answer of eval_generations, in tokens"),
     ]
 
     public static let output: [OptionSpec] = [
         OptionSpec("name", .string, default: .absent(note: "the recipe's file name"), help: "run name: letters, digits, '.', '_', '-'"),
         OptionSpec("dir", .path(mustExist: false), default: .absent(note: "only var/runs/<run>/export"),
-                   help: "also export the final model to this folder, relative to the recipe's folder (replaced by each completed run; e.g. a reward model that other recipes read)"),
+                   help: "also export the final model to this folder, relative to the recipe's folder (replaced by each completed run; e.g. a reward model that other recipes read); must be new or a previous export (holding .keel-export), and neither the recipe's folder, var/ nor a folder containing them"),
     ]
 }

@@ -6,21 +6,37 @@ import Foundation
 public struct RecipeLoader {
     public var registry: PluginRegistry
     public var yaml = YAMLParser()
+    /// Folders `output.dir` may neither be nor contain, besides the recipe's own folder: `var/` (and, in
+    /// the daemon, the watched folder). See `ExportDestination`.
+    public var protectedDirectories: [URL] = []
 
-    public init(registry: PluginRegistry = .builtin()) { self.registry = registry }
+    public init(registry: PluginRegistry = .builtin(), protecting protectedDirectories: [URL] = []) {
+        self.registry = registry
+        self.protectedDirectories = protectedDirectories
+    }
 
     /// `displayName`: how messages name the file (default: the path as given).
     public func load(_ url: URL, displayName: String? = nil) throws -> PluginGraph {
         let name = displayName ?? url.relativePath
+        let source: RecipeSource
+        do { source = try RecipeSource.read(url, displayName: name, maxBytes: yaml.maxBytes) } catch let error as YAMLError {
+            throw RecipeErrors(diagnostics: [RecipeDiagnostic(file: name, mark: error.mark, keyPath: "", message: error.message)])
+        }
+        return try load(source, from: url, displayName: name)
+    }
+
+    /// Loads a recipe already read (the daemon reads each file once: its hash, its text, its checks).
+    public func load(_ source: RecipeSource, from url: URL, displayName: String? = nil) throws -> PluginGraph {
+        let name = displayName ?? url.relativePath
         let document: YAMLDocument
-        do { document = try yaml.parse(contentsOf: url, displayName: name) } catch let error as YAMLError {
+        do { document = try yaml.parse(bytes: Array(source.text.utf8), file: name) } catch let error as YAMLError {
             throw RecipeErrors(diagnostics: [RecipeDiagnostic(file: name, mark: error.mark, keyPath: "", message: error.message)])
         }
         let root = document.root
         let sink = DiagnosticSink(file: name)
         for problem in document.problems { sink.error(problem.mark, "", problem.message) }
         let decoder = RecipeDecoder(registry: registry, directory: url.deletingLastPathComponent().standardizedFileURL,
-                                    file: name, sink: sink)
+                                    file: name, text: source.text, sink: sink, protectedDirectories: protectedDirectories)
         guard let recipe = decoder.recipe(root), sink.isEmpty else {
             throw RecipeErrors(diagnostics: sink.diagnostics.enumerated().sorted { ($0.element.mark, $0.offset) < ($1.element.mark, $1.offset) }.map(\.element))
         }
@@ -33,7 +49,9 @@ struct RecipeDecoder {
     let registry: PluginRegistry
     let directory: URL
     let file: String
+    let text: String
     let sink: DiagnosticSink
+    var protectedDirectories: [URL] = []
 
     func recipe(_ root: YAMLNode) -> Recipe? {
         guard let entries = root.entries else {
@@ -72,10 +90,19 @@ struct RecipeDecoder {
             sink.error(root["output"]?["name"]?.mark ?? root.mark, "output.name",
                        "'\(name)' is not a valid run name; expected letters, digits, '.', '_', '-'")
         }
+        if let dir = output.string("dir"),
+           let problem = ExportDestination.problem(URL(fileURLWithPath: dir), protected: [directory] + protectedDirectories) {
+            sink.error(root["output"]?["dir"]?.mark ?? root.mark, "output.dir", problem)
+        }
         guard let model else { return nil }
-        return Recipe(file: file, directory: directory, model: model, reference: reference, data: data, reward: reward,
-                      loss: loss, schedulers: schedulers, optimizer: optimizer, training: training, output: output,
-                      sectionMarks: Dictionary(uniqueKeysWithValues: root.entries?.map { ($0.key, $0.keyMark) } ?? []))
+        let recipe = Recipe(file: file, directory: directory, text: text, model: model, reference: reference, data: data, reward: reward,
+                            loss: loss, schedulers: schedulers, optimizer: optimizer, training: training, output: output,
+                            sectionMarks: Dictionary(uniqueKeysWithValues: root.entries?.map { ($0.key, $0.keyMark) } ?? []))
+        // A tiny model's size is known here; a pretrained one's is checked when the run starts (its header).
+        if case .tiny = model, let problem = try? MemoryEstimate.of(recipe).problem() {
+            sink.error(root["model"]?.mark ?? root.mark, "model.tiny", problem)
+        }
+        return recipe
     }
 
     /// A section or sub-mapping decoded against declared options.

@@ -25,11 +25,12 @@ public final class KeelStore: @unchecked Sendable {
     }
 
     /// Moves a run to `status`. The first move to `running` sets `started_at`; a finished status sets
-    /// `finished_at`. `error` replaces the stored error only when given.
+    /// `finished_at`. `error` replaces the stored error only when given; a run that starts `running`
+    /// again (resumed) drops the error of its previous attempt.
     public func setStatus(_ runID: String, _ status: RunStatus, error: String? = nil, at time: Date = Date()) throws {
         let changed = try database.execute("""
             UPDATE runs SET status = ?1,
-                error = COALESCE(?2, error),
+                error = CASE WHEN ?1 = 'running' THEN ?2 ELSE COALESCE(?2, error) END,
                 started_at = CASE WHEN ?1 = 'running' AND started_at IS NULL THEN ?3 ELSE started_at END,
                 finished_at = CASE WHEN ?4 THEN ?3 ELSE NULL END
             WHERE id = ?5
@@ -81,10 +82,16 @@ public final class KeelStore: @unchecked Sendable {
             .map(Self.runRecord)
     }
 
-    /// The newest `limit` runs (newest first), each with the metrics of its last train and eval step.
-    /// Two reads without a transaction: a metric row newer than its run row is harmless here, and a
-    /// status reader must not take the write lock the training worker needs.
-    public func runSummaries(limit: Int = 50) throws -> [RunSummary] {
+    /// How many runs the store holds (`keel status` says when it shows fewer).
+    public func runCount() throws -> Int {
+        try database.query("SELECT COUNT(*) AS n FROM runs")[0].int("n")
+    }
+
+    /// The newest `limit` runs (all if nil; newest first), each with the metrics of its last train and
+    /// eval step. Two reads without a transaction: a metric row newer than its run row is harmless here,
+    /// and a status reader must not take the write lock the training worker needs.
+    public func runSummaries(limit: Int? = nil) throws -> [RunSummary] {
+        let limit = limit ?? -1  // SQLite: a negative LIMIT is no limit
         let runs = try database.query("SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT ?", limit)
             .map(Self.runRecord)
         let rows = try database.query("""

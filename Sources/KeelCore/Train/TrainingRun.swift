@@ -20,6 +20,9 @@ public enum RunEvent {
     public static let data = "data"
     public static let resumed = "resumed"
     public static let resumeForced = "resume-forced"
+    /// `keel resume` (or a daemon worker) could not continue the run: its recipe is gone, invalid, or
+    /// it or its inputs changed. The run is marked failed with the reason.
+    public static let resumeRefused = "resume-refused"
     public static let finished = "finished"
     /// A stop request (SIGTERM/SIGINT) ended the run after a checkpoint; it resumes from there.
     public static let stopped = "stopped"
@@ -92,8 +95,8 @@ public final class TrainingRun: TrainingObserver {
     public static func start(recipePath: String, layout: RunLayout, registry: PluginRegistry,
                              display: ProgressDisplay, runID chosenID: String? = nil) throws -> String {
         let url = URL(fileURLWithPath: recipePath).standardizedFileURL
-        let graph = try RecipeLoader(registry: registry).load(url, displayName: recipePath)
-        let text = try String(contentsOf: url, encoding: .utf8)
+        let graph = try RecipeLoader(registry: registry, protecting: [layout.varDirectory]).load(url, displayName: recipePath)
+        let text = graph.recipe.text
         let parts = try RunFingerprint.parts(recipe: graph.recipe, recipeText: text)
         let store = try KeelStore(path: layout.store)
         let runID = chosenID ?? RunID.make(recipeName: graph.recipe.outputName)
@@ -120,21 +123,29 @@ public final class TrainingRun: TrainingObserver {
            let heartbeat = record.heartbeatAt, Date().timeIntervalSince(heartbeat) < 60 {
             throw TrainerError("run \(runID) is running (pid \(pid), last heartbeat \(Int(Date().timeIntervalSince(heartbeat))) s ago)")
         }
-        guard FileManager.default.fileExists(atPath: record.recipePath) else {
-            throw TrainerError("run \(runID): its recipe \(record.recipePath) no longer exists")
-        }
-        let url = URL(fileURLWithPath: record.recipePath)
-        let graph = try RecipeLoader(registry: registry).load(url, displayName: record.recipePath)
-        let text = try String(contentsOf: url, encoding: .utf8)
-        let changes = RunFingerprint.differences(recorded: record.fingerprintParts,
-                                                 current: try RunFingerprint.parts(recipe: graph.recipe, recipeText: text))
-        if !changes.isEmpty {
-            guard force else {
-                throw TrainerError("refusing to resume run \(runID): what it trained has changed since it started:\n  "
-                                   + changes.joined(separator: "\n  ") + "\n(keel resume --force continues anyway, with the current files)")
+        let graph: PluginGraph
+        do {
+            guard FileManager.default.fileExists(atPath: record.recipePath) else {
+                throw TrainerError("run \(runID): its recipe \(record.recipePath) no longer exists")
             }
-            try store.recordEvent(runID, kind: RunEvent.resumeForced, ["changes": changes])
-            display.line("resuming despite changes (--force):\n  " + changes.joined(separator: "\n  "))
+            let url = URL(fileURLWithPath: record.recipePath)
+            graph = try RecipeLoader(registry: registry, protecting: [layout.varDirectory]).load(url, displayName: record.recipePath)
+            let changes = RunFingerprint.differences(recorded: record.fingerprintParts,
+                                                     current: try RunFingerprint.parts(recipe: graph.recipe, recipeText: graph.recipe.text))
+            if !changes.isEmpty {
+                guard force else {
+                    throw TrainerError("refusing to resume run \(runID): what it trained has changed since it started:\n  "
+                                       + changes.joined(separator: "\n  ") + "\n(keel resume \(runID) --force continues anyway, with the current files)")
+                }
+                try store.recordEvent(runID, kind: RunEvent.resumeForced, ["changes": changes])
+                display.line("resuming despite changes (--force):\n  " + changes.joined(separator: "\n  "))
+            }
+        } catch {
+            // Recorded, so that nobody retries it blindly: the daemon leaves a failed run alone, and
+            // `keel resume --force` still continues it.
+            try store.recordEvent(runID, kind: RunEvent.resumeRefused, ["error": "\(error)"])
+            try store.setStatus(runID, .failed, error: "\(error)")
+            throw error
         }
         display.line("resume \(runID)")
         try execute(store: store, runID: runID, graph: graph, layout: layout, display: display)
@@ -149,6 +160,7 @@ public final class TrainingRun: TrainingObserver {
         do {
             try store.setStatus(runID, .running)
             try store.heartbeat(runID, pid: pid)
+            if let problem = try MemoryEstimate.of(graph.recipe).problem() { throw TrainerError(problem) }
             let trainer = try Trainer(graph: graph, log: display.line)
             try store.setTotalSteps(runID, trainer.totalSteps)
             try store.recordEvent(runID, kind: RunEvent.data, trainer.dataReports.map(DataReportEvent.init))
@@ -175,8 +187,10 @@ public final class TrainingRun: TrainingObserver {
             display.end()
             // The export overlaps the final checkpoint's background write (the weights no longer change).
             try export(trainer.policy, rewardHead: trainer.rewardModel?.score, tokenizer: trainer.tokenizer, to: layout.export(runID))
+            try ExportDestination.mark(layout.export(runID), runID: runID)
             if let copy = graph.recipe.exportCopyDirectory {
-                try replaceDirectory(copy, with: layout.export(runID))
+                try ExportDestination.replace(copy, with: layout.export(runID), runID: runID,
+                                              protected: [graph.recipe.directory, layout.varDirectory])
                 display.line("model exported to \(copy.path) too (output.dir)")
             }
             if let report = try GenerationReport(store: store, runID: runID) {
@@ -214,17 +228,6 @@ public final class TrainingRun: TrainingObserver {
             try? store.setStatus(runID, .failed, error: "\(error)")
             throw error
         }
-    }
-
-    /// Puts a copy of `source` at `destination`, replacing what was there only once the copy is complete.
-    static func replaceDirectory(_ destination: URL, with source: URL) throws {
-        let files = FileManager.default
-        try files.createDirectory(at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let staged = destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).partial-\(getpid())")
-        try? files.removeItem(at: staged)
-        try files.copyItem(at: source, to: staged)
-        try? files.removeItem(at: destination)
-        try files.moveItem(at: staged, to: destination)
     }
 
     /// Writes `model` and its tokenizer as a Hugging Face folder; with `rewardHead`, as a reward model

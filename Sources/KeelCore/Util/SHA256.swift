@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// SHA-256 (FIPS 180-4, §6.2), streaming.
 ///
@@ -80,9 +81,16 @@ public struct SHA256: Sendable {
     }
 
     /// Hashes a file in 1 MiB reads, so multi-gigabyte checkpoints need no more memory than that.
+    /// Only a regular file: a FIFO or a device (a model folder may hold anything) would never end.
+    /// Opened non-blocking, so that a FIFO is refused rather than waited on.
     public static func hex(ofFileAt url: URL) throws -> String {
-        let handle = try FileHandle(forReadingFrom: url)
-        defer { try? handle.close() }
+        let descriptor = open(url.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { throw POSIXFileError(operation: "open", path: url.path, errno: errno) }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            throw POSIXFileError(operation: "hash (not a regular file)", path: url.path, errno: EINVAL)
+        }
         var hasher = SHA256()
         while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
             hasher.update(chunk)

@@ -14,6 +14,12 @@ public struct YAMLError: Error, Equatable, CustomStringConvertible {
     public let mark: Mark
     public let message: String
 
+    public init(file: String, mark: Mark, message: String) {
+        self.file = file
+        self.mark = mark
+        self.message = message
+    }
+
     public var description: String { "\(file):\(mark): \(message)" }
 }
 
@@ -30,16 +36,11 @@ public struct YAMLParser {
 
     public init() {}
 
-    /// Parses a file; `displayName` is how errors name it (the path as the user typed it).
+    /// Parses a file (read and decoded by `RecipeSource`); `displayName` is how errors name it (the path
+    /// as the user typed it).
     public func parse(contentsOf url: URL, displayName: String? = nil) throws -> YAMLDocument {
         let name = displayName ?? url.path
-        let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? nil
-        guard let size else { throw YAMLError(file: name, mark: Mark(line: 1, column: 1), message: "cannot read the file") }
-        guard size <= maxBytes else { throw tooLarge(name, size) }
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw YAMLError(file: name, mark: Mark(line: 1, column: 1), message: "cannot read the file")
-        }
-        return try parse(bytes: [UInt8](data), file: name)
+        return try parse(bytes: Array(RecipeSource.read(url, displayName: name, maxBytes: maxBytes).text.utf8), file: name)
     }
 
     /// Parses YAML text; an empty document is an error (a recipe must say something).
