@@ -72,9 +72,10 @@ struct RecipeDecoder {
             sink.error(root["output"]?["name"]?.mark ?? root.mark, "output.name",
                        "'\(name)' is not a valid run name; expected letters, digits, '.', '_', '-'")
         }
+        let logging = options("logging", RecipeSchema.logging)
         guard let model else { return nil }
         return Recipe(file: file, directory: directory, model: model, reference: reference, data: data, reward: reward,
-                      loss: loss, schedulers: schedulers, optimizer: optimizer, training: training, output: output,
+                      loss: loss, schedulers: schedulers, optimizer: optimizer, training: training, output: output, logging: logging,
                       sectionMarks: Dictionary(uniqueKeysWithValues: root.entries?.map { ($0.key, $0.keyMark) } ?? []))
     }
 
