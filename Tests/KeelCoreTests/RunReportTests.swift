@@ -143,5 +143,38 @@ final class RunReportEndToEndTests: XCTestCase {
         let noOut = try fixture.keel(["report", first, second])
         XCTAssertNotEqual(noOut.status, 0)
         XCTAssertTrue(noOut.error.contains("several runs need --out FILE"), noOut.error)
+        try assertChromiumDrawsThePage(out, expected: try DrawnSeries.expected(store, runs: [first, second]))
+    }
+
+    /// The page as headless Chromium (Debian's `chromium`) parses and draws it: the DOM it builds holds
+    /// the stored values in its charts, and a screenshot is drawn (kept as report-screenshot.png beside
+    /// the page while the test runs). Skipped, saying so, without Chromium; scripts/test.sh installs it.
+    func assertChromiumDrawsThePage(_ page: URL, expected: [DrawnSeries]) throws {
+        guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
+            throw XCTSkip("no chromium (apt-get install chromium, or run scripts/test.sh): the report was not drawn by a browser")
+        }
+        func run(_ arguments: [String]) throws -> String {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: chromium)
+            process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                                 "--user-data-dir=" + page.deletingLastPathComponent().appendingPathComponent("chromium").path] + arguments + [page.absoluteString]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0, "chromium \(arguments)")
+            return String(decoding: output, as: UTF8.self)
+        }
+        let dom = try run(["--dump-dom"])
+        XCTAssertEqual(DrawnSeries.sorted(try DrawnSeries.all(in: dom)), DrawnSeries.sorted(expected))
+        let screenshot = page.deletingLastPathComponent().appendingPathComponent("report-screenshot.png")
+        _ = try run(["--window-size=1280,2000", "--screenshot=" + screenshot.path])
+        let png = try Data(contentsOf: screenshot)
+        XCTAssertEqual(Array(png.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], "a PNG")
+        let size = png.subdata(in: 16 ..< 24).map { $0 }
+        XCTAssertEqual(size.prefix(4).reduce(0) { $0 << 8 | Int($1) }, 1280, "width")
+        XCTAssertEqual(size.suffix(4).reduce(0) { $0 << 8 | Int($1) }, 2000, "height")
     }
 }
