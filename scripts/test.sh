@@ -6,6 +6,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 mkdir -p var/logs
+# Headless Chromium draws the HTML report in RunReportEndToEndTests; without it that part is skipped.
+if ! command -v chromium >/dev/null; then
+  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  if ! DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium >var/logs/chromium-install.log 2>&1; then
+    echo "test: could not install chromium (offline?); the report will not be drawn by a browser (var/logs/chromium-install.log)" >&2
+  fi
+fi
+# TensorBoard's own reader checks the event files keel writes (TensorBoardEventTests); offline, that
+# part of the test is skipped with a message.
+if ! var/venv/bin/python3 -c 'import tensorboard' 2>/dev/null; then
+  if ! { python3 -m venv var/venv && var/venv/bin/pip install -q 'tensorboard==2.21.0'; } >var/logs/tensorboard-install.log 2>&1; then
+    echo "test: could not install tensorboard into var/venv (offline?); event files will not be read back with TensorBoard (var/logs/tensorboard-install.log)" >&2
+  fi
+fi
 # One release build with testability serves the warning check, the tests, and the `keel` binary that
 # the end-to-end tests run (.build/release/keel).
 if ! swift build -c release -Xswiftc -enable-testing --build-tests >var/logs/build.log 2>&1; then

@@ -7,7 +7,7 @@ struct KeelCommand: ParsableCommand {
         commandName: "keel",
         abstract: "Align language models with human preferences (DPO, SimPO, TR-DPO, POET, VAR, DEFT, …).",
         version: Keel.version,
-        subcommands: [RunCommand.self, ResumeCommand.self, StatusCommand.self, ExportCommand.self,
+        subcommands: [RunCommand.self, ResumeCommand.self, StatusCommand.self, ReportCommand.self, ExportCommand.self,
                       DaemonCommand.self, WorkerCommand.self, LogsCommand.self, CancelCommand.self,
                       ValidateCommand.self, PlanCommand.self, PluginsCommand.self, PluginCommand.self,
                       GenerateCommand.self, ScoreCommand.self, BenchCommand.self])

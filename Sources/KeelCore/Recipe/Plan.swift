@@ -44,7 +44,7 @@ extension PluginGraph {
         nodes("reward", recipe.reward, weighted: true)
         nodes("loss", recipe.loss, weighted: true)
         nodes("schedulers", recipe.schedulers)
-        for (title, o) in [("optimizer", recipe.optimizer), ("training", recipe.training), ("output", recipe.output)] {
+        for (title, o) in [("optimizer", recipe.optimizer), ("training", recipe.training), ("output", recipe.output), ("logging", recipe.logging)] {
             out.append(title)
             options(o, indent: "  ")
         }

@@ -19,6 +19,7 @@ public struct Recipe {
     public let optimizer: ResolvedOptions
     public let training: ResolvedOptions
     public let output: ResolvedOptions
+    public let logging: ResolvedOptions
     /// Where each top-level section starts, for messages about a whole section.
     public let sectionMarks: [String: Mark]
 
@@ -31,6 +32,8 @@ public struct Recipe {
     public var cachesReferenceLogProbs: Bool { reference.bool("cache_logprobs") ?? false }
     /// `output.dir`: where the final model is exported too, at a path that does not change between runs.
     public var exportCopyDirectory: URL? { output.string("dir").map { URL(fileURLWithPath: $0, isDirectory: true) } }
+    /// `logging.tensorboard`: the folder whose `<run id>/` subfolder receives the run's TensorBoard event files, live.
+    public var tensorBoardDirectory: URL? { logging.string("tensorboard").map { URL(fileURLWithPath: $0, isDirectory: true) } }
 }
 
 /// One plugin in the recipe: which plugin, where it was written, its options and (losses) its weight.
@@ -140,7 +143,7 @@ public struct OptimizerConfig: Equatable {
 /// The declared options of the recipe's own sections: decoded, planned and documented with the same
 /// machinery as plugin options.
 public enum RecipeSchema {
-    public static let sections = ["model", "reference", "data", "reward", "loss", "schedulers", "optimizer", "training", "output"]
+    public static let sections = ["model", "reference", "data", "reward", "loss", "schedulers", "optimizer", "training", "output", "logging"]
     public static let requiredSections = ["model", "data", "loss", "training"]
     /// The most optimizer steps a run may take (a step count the machine could finish, and whose
     /// products with batch sizes and lengths stay far from overflow). Memory is bounded separately,
@@ -196,5 +199,10 @@ public enum RecipeSchema {
         OptionSpec("name", .string, default: .absent(note: "the recipe's file name"), help: "run name: letters, digits, '.', '_', '-'"),
         OptionSpec("dir", .path(mustExist: false), default: .absent(note: "only var/runs/<run>/export"),
                    help: "also export the final model to this folder, relative to the recipe's folder (replaced by each completed run; e.g. a reward model that other recipes read); must be new or a previous export (holding .keel-export), and neither the recipe's folder, var/ nor a folder containing them"),
+    ]
+
+    public static let logging: [OptionSpec] = [
+        OptionSpec("tensorboard", .path(mustExist: false), default: .absent(note: "no event files"),
+                   help: "write TensorBoard event files live to <this folder>/<run id>/, relative to the recipe's folder (tags as TRL's: train/loss, eval/rewards/margins, …)"),
     ]
 }

@@ -94,9 +94,10 @@ struct RecipeDecoder {
            let problem = ExportDestination.problem(URL(fileURLWithPath: dir), protected: [directory] + protectedDirectories) {
             sink.error(root["output"]?["dir"]?.mark ?? root.mark, "output.dir", problem)
         }
+        let logging = options("logging", RecipeSchema.logging)
         guard let model else { return nil }
         let recipe = Recipe(file: file, directory: directory, text: text, model: model, reference: reference, data: data, reward: reward,
-                            loss: loss, schedulers: schedulers, optimizer: optimizer, training: training, output: output,
+                            loss: loss, schedulers: schedulers, optimizer: optimizer, training: training, output: output, logging: logging,
                             sectionMarks: Dictionary(uniqueKeysWithValues: root.entries?.map { ($0.key, $0.keyMark) } ?? []))
         // A tiny model's size is known here; a pretrained one's is checked when the run starts (its header).
         if case .tiny = model, let problem = try? MemoryEstimate.of(recipe).problem() {

@@ -138,6 +138,16 @@ public final class KeelStore: @unchecked Sendable {
             """, runID, split.rawValue, name).map { (step: try $0.int("step"), value: try $0.double("value")) }
     }
 
+    /// Every metric of a run: split → name → values by step, ascending.
+    public func metricSeries(_ runID: String) throws -> [MetricSplit: [String: [(step: Int, value: Double)]]] {
+        var series: [MetricSplit: [String: [(step: Int, value: Double)]]] = [:]
+        for row in try database.query("SELECT split, step, name, value FROM metrics WHERE run_id = ? ORDER BY split, name, step", runID) {
+            let split = try Self.enumValue(MetricSplit.self, row, "metrics", "split")
+            series[split, default: [:]][try row.string("name"), default: []].append((step: try row.int("step"), value: try row.double("value")))
+        }
+        return series
+    }
+
     // MARK: Checkpoints
 
     /// Notes that a checkpoint for `step` is being written to `path` (not yet complete). A leftover

@@ -11,6 +11,8 @@ public struct RunLayout: Sendable {
     public func checkpoints(_ runID: String) -> URL { run(runID).appendingPathComponent("checkpoints", isDirectory: true) }
     /// Before/after answers to held-out prompts (`training.eval_generations`), written when the run completes.
     public func report(_ runID: String) -> URL { run(runID).appendingPathComponent("report.md") }
+    /// `keel report RUN`'s page when no `--out` is given.
+    public func htmlReport(_ runID: String) -> URL { run(runID).appendingPathComponent("report.html") }
     /// The final model as a Hugging Face folder, written when the run completes.
     public func export(_ runID: String) -> URL { run(runID).appendingPathComponent("export", isDirectory: true) }
 }
@@ -72,6 +74,8 @@ public final class TrainingRun: TrainingObserver {
     public let layout: RunLayout
     let checkpoints: RunCheckpoints
     let display: ProgressDisplay
+    /// `logging.tensorboard`: every recorded metric also goes to this event file, as it is recorded.
+    let tensorBoard: TensorBoardEventWriter?
     private var lastHeartbeat = Date.distantPast
     private let checkpointWriter = BackgroundCheckpointWriter()
     let staging = CheckpointStaging()
@@ -81,11 +85,13 @@ public final class TrainingRun: TrainingObserver {
     /// Seconds the background thread spent writing checkpoints (not on the training thread's path).
     public var checkpointWriteSeconds: Double { checkpointWriter.busySeconds }
 
-    init(store: KeelStore, runID: String, layout: RunLayout, keepCheckpoints: Int, display: ProgressDisplay) throws {
+    init(store: KeelStore, runID: String, layout: RunLayout, keepCheckpoints: Int, display: ProgressDisplay,
+         tensorBoard: TensorBoardEventWriter?) throws {
         self.store = store
         self.runID = runID
         self.layout = layout
         self.display = display
+        self.tensorBoard = tensorBoard
         checkpoints = try RunCheckpoints(store: store, runID: runID, checkpointsDirectory: layout.checkpoints(runID), keepLast: keepCheckpoints)
     }
 
@@ -168,8 +174,10 @@ public final class TrainingRun: TrainingObserver {
             for report in trainer.dataReports where !report.exampleScores.isEmpty {
                 try store.recordEvent(runID, kind: RunEvent.exampleScores, ExampleScoresEvent(node: report.node, scores: report.exampleScores))
             }
+            let tensorBoard = try graph.recipe.tensorBoardDirectory.map { try TensorBoardEventWriter(directory: $0.appendingPathComponent(runID)) }
             let training = try TrainingRun(store: store, runID: runID, layout: layout,
-                                           keepCheckpoints: graph.recipe.trainingConfig.keepCheckpoints, display: display)
+                                           keepCheckpoints: graph.recipe.trainingConfig.keepCheckpoints, display: display,
+                                           tensorBoard: tensorBoard)
             run = training
             try training.checkpoints.recoverAfterCrash()
             if let checkpoint = try training.checkpoints.latest() {
@@ -261,6 +269,7 @@ public final class TrainingRun: TrainingObserver {
     public func record(step: Int, split: MetricSplit, metrics: [String: Double]) throws {
         let started = Date()
         try store.recordMetrics(runID, step: step, split: split, metrics)
+        try tensorBoard?.write(step: step, split: split, metrics: metrics.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) })
         storeSeconds += Date().timeIntervalSince(started)
         display.record(step: step, split: split, metrics: metrics)
     }
@@ -315,7 +324,7 @@ public final class TrainingRun: TrainingObserver {
 }
 
 /// A data node's report as stored in the `data` event.
-struct DataReportEvent: Encodable {
+struct DataReportEvent: Codable {
     let node: String
     let produced: Int
     let skipped: [String: Int]
