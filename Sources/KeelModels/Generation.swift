@@ -73,15 +73,16 @@ extension LlamaModel {
                     (keys.pointer + P * KVD).update(from: a.k.pointer, count: T * KVD)
                     (values.pointer + P * KVD).update(from: a.v.pointer, count: T * KVD)
                     cachedAttentionForward(a.attention.pointer, a.q.pointer, keys.pointer, values.pointer, T: T,
-                                           positionOffset: P, NH: config.heads, NKV: config.kvHeads, D: config.headDim)
+                                           positionOffset: P, NH: config.heads, NKV: config.kvHeads, D: config.headDim,
+                                           scoring: attentionScoring(w))
                 }
             }
             cache.advance(by: T)
             // Only the last row feeds the LM head.
             let last = Tensor(uninitialized: [1, C]), rstd = Tensor(uninitialized: [1])
-            rmsnormForward(last.pointer, rstd.pointer, x.pointer + (T - 1) * C, finalNorm.pointer, N: 1, C: C, eps: config.rmsEps)
+            finalNormForward(last.pointer, rstd.pointer, x.pointer + (T - 1) * C, N: 1)
             let logits = Tensor(uninitialized: [config.vocab])
-            lmHeadLogits(logits.pointer, last.pointer, rows: [0], lmHead.pointer, C: C, V: config.vocab)
+            headLogits(logits.pointer, last.pointer, rows: [0])
             return logits
         }
     }
@@ -188,16 +189,17 @@ extension LlamaModel {
                         (keys.pointer + P * KVD).update(from: a.k.pointer + b * KVD, count: KVD)
                         (values.pointer + P * KVD).update(from: a.v.pointer + b * KVD, count: KVD)
                         cachedAttentionForward(a.attention.pointer + b * QD, a.q.pointer + b * QD, keys.pointer, values.pointer,
-                                               T: 1, positionOffset: P, NH: config.heads, NKV: config.kvHeads, D: config.headDim)
+                                               T: 1, positionOffset: P, NH: config.heads, NKV: config.kvHeads, D: config.headDim,
+                                               scoring: attentionScoring(w))
                     }
                 }
                 }
             }
             for cache in caches { cache.advance(by: 1) }
             let normed = Tensor(uninitialized: [B, C]), rstd = Tensor(uninitialized: [B])
-            rmsnormForward(normed.pointer, rstd.pointer, x.pointer, finalNorm.pointer, N: B, C: C, eps: config.rmsEps)
+            finalNormForward(normed.pointer, rstd.pointer, x.pointer, N: B)
             let logits = Tensor(uninitialized: [B, V])
-            lmHeadLogits(logits.pointer, normed.pointer, rows: Array(0..<B), lmHead.pointer, C: C, V: V)
+            headLogits(logits.pointer, normed.pointer, rows: Array(0..<B))
             return (0..<B).map { Tensor(shape: [V], storage: logits.storage, offset: logits.offset + $0 * V) }
         }
     }
@@ -301,16 +303,32 @@ public struct TokenSampler {
     }
 }
 
+extension LlamaModel {
+    /// How a layer scores keys: the model's scale and soft-cap, the layer's window.
+    func attentionScoring(_ w: LayerWeights) -> AttentionScoring {
+        AttentionScoring(scale: config.attentionScale, softcap: config.attentionSoftcap,
+                         window: w.kind == .sliding ? config.slidingWindow : nil)
+    }
+}
+
+/// Scores s = scale · q·k (then cap · tanh(s / cap) with a softcap) over the keys of the last `window`
+/// positions (all with nil).
+struct AttentionScoring {
+    let scale: Float
+    let softcap: Float?
+    let window: Int?
+}
+
 /// Attention of T new query rows against a sequence's cache (batch of 1):
 /// out [T, NH, D] ← q [T, NH, D], keys/values [P+T, NKV, D] (rotated, positions 0..<P+T);
-/// query row t is at position P+t and sees keys 0...P+t (causal); query head h reads key/value head
-/// h / (NH/NKV) (GQA). The flash kernel (`attentionForward`) assumes queries and keys start at the
+/// query row t is at position P+t and sees keys 0...P+t (causal), from P+t−window+1 with a window;
+/// query head h reads key/value head h / (NH/NKV) (GQA). The flash kernel (`attentionForward`) assumes queries and keys start at the
 /// same position, so it cannot serve a decoding step (T = 1, P > 0); this is its plain row-by-row form,
 /// which costs only (P+T)·D per query row: the matmuls, not attention, dominate a decoding step.
 func cachedAttentionForward(_ out: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>,
                             _ keys: UnsafePointer<Float>, _ values: UnsafePointer<Float>,
-                            T: Int, positionOffset P: Int, NH: Int, NKV: Int, D: Int) {
-    let scale = 1 / Float(D).squareRoot(), group = NH / NKV
+                            T: Int, positionOffset P: Int, NH: Int, NKV: Int, D: Int, scoring: AttentionScoring) {
+    let group = NH / NKV
     let pool = ThreadPool.shared
     let chunks = pool.chunkCount(T * NH)
     let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunks * (P + T))
@@ -319,19 +337,21 @@ func cachedAttentionForward(_ out: UnsafeMutablePointer<Float>, _ q: UnsafePoint
         let s = scores + chunk * (P + T)
         for unit in units {
             let t = unit / NH, h = unit % NH, kvh = h / group, visible = P + t + 1
+            let first = scoring.window.map { max(0, visible - $0) } ?? 0
             let qRow = q + (t * NH + h) * D, o = out + (t * NH + h) * D
             var rowMax = -Float.greatestFiniteMagnitude
-            for j in 0..<visible {
-                s[j] = scale * dot(qRow, keys + (j * NKV + kvh) * D, D)
+            for j in first..<visible {
+                s[j] = scoring.scale * dot(qRow, keys + (j * NKV + kvh) * D, D)
+                if let cap = scoring.softcap { s[j] = softcapped(s[j], cap: cap) }
                 rowMax = max(rowMax, s[j])
             }
             var total: Float = 0
-            for j in 0..<visible {
+            for j in first..<visible {
                 s[j] = fastExp(s[j] - rowMax)
                 total += s[j]
             }
             o.initialize(repeating: 0, count: D)
-            for j in 0..<visible {
+            for j in first..<visible {
                 let weight = s[j] / total, v = values + (j * NKV + kvh) * D
                 for i in 0..<D { o[i] += weight * v[i] }
             }

@@ -1,8 +1,9 @@
 import Foundation
 
 /// Hyper-parameters of a LLaMA-family decoder (RMSNorm, RoPE with HF's rotate_half pairing, SwiGLU MLP,
-/// grouped-query attention, no biases). Codable in Keel's own camelCase form; `huggingFaceJSON()` and
-/// `init(huggingFaceJSON:)` speak transformers' `config.json`.
+/// grouped-query attention, no biases), and the features by which the other families differ from it
+/// (`ModelFamily`; all off for plain LLaMA). Codable in Keel's own camelCase form; `huggingFaceJSON()`
+/// and `init(huggingFaceJSON:)` speak transformers' `config.json`.
 public struct LlamaConfig: Codable, Equatable, Sendable {
     public var layers: Int
     public var hidden: Int
@@ -21,6 +22,35 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public var bosTokenId: Int?
     public var eosTokenId: Int?
     public var padTokenId: Int?
+
+    /// The transformers family the checkpoint came from (its export layout and `model_type`).
+    public var family: ModelFamily = .llama
+    /// RoPE frequency scaling of the (full-attention) layers.
+    public var ropeScaling: RoPEScaling?
+    /// RoPE base of the sliding-window layers when it differs from `ropeTheta` (Gemma 3's local base).
+    public var slidingRopeTheta: Float?
+    /// Keys visible to a query in a sliding layer, itself included (transformers' `sliding_window`).
+    public var slidingWindow: Int?
+    /// Per layer, full or sliding-window attention; empty: every layer full.
+    public var layerTypes: [AttentionKind] = []
+    /// Biases on the q, k and v projections (Qwen 2).
+    public var attentionBias = false
+    /// RMSNorm over each query and key head (weights [headDim]) before RoPE (Qwen 3, Gemma 3).
+    public var queryKeyNorm = false
+    /// Every RMSNorm multiplies by (offset + weight): 1 for Gemma, 0 otherwise.
+    public var normWeightOffset: Float = 0
+    /// RMSNorm on the attention and MLP outputs before the residual adds, and a separate pre-MLP norm
+    /// (Gemma's post_attention / pre_feedforward / post_feedforward layernorms).
+    public var sandwichNorms = false
+    public var activation: MLPActivation = .silu
+    /// Token embeddings are multiplied by √hidden (Gemma).
+    public var scalesEmbeddings = false
+    /// Attention scores are scaled by this^−½ instead of headDim^−½ (Gemma's query_pre_attn_scalar).
+    public var queryPreAttentionScalar: Float?
+    /// Attention scores become cap · tanh(s / cap) before the softmax (Gemma 2).
+    public var attentionSoftcap: Float?
+    /// Logits become cap · tanh(l / cap) before the softmax (Gemma 2).
+    public var finalLogitSoftcap: Float?
 
     public init(layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int, intermediate: Int, vocab: Int,
                 rmsEps: Float, ropeTheta: Float, maxPositions: Int, tiedEmbeddings: Bool,
@@ -82,6 +112,19 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         for (name, id) in [("bosTokenId", bosTokenId), ("eosTokenId", eosTokenId), ("padTokenId", padTokenId)] {
             if let id, !(0..<vocab).contains(id) { throw fail("\(name) \(id) is outside the vocabulary 0..<\(vocab)") }
         }
+        if !layerTypes.isEmpty && layerTypes.count != layers {
+            throw fail("layerTypes lists \(layerTypes.count) layers, expected \(layers)")
+        }
+        if layerTypes.contains(.sliding) {
+            guard let slidingWindow, slidingWindow > 0 else { throw fail("sliding-window layers without a positive slidingWindow") }
+        }
+        if let slidingRopeTheta, !(slidingRopeTheta > 1 && slidingRopeTheta.isFinite) {
+            throw fail("slidingRopeTheta is \(slidingRopeTheta), expected > 1")
+        }
+        for (name, cap) in [("attentionSoftcap", attentionSoftcap), ("finalLogitSoftcap", finalLogitSoftcap),
+                            ("queryPreAttentionScalar", queryPreAttentionScalar)] {
+            if let cap, !(cap > 0 && cap.isFinite) { throw fail("\(name) is \(cap), expected a positive number") }
+        }
     }
 }
 
@@ -141,147 +184,5 @@ extension LlamaConfig {
                   eosTokenId: try optionalInt("tokenizer.ggml.eos_token_id"),
                   padTokenId: try optionalInt("tokenizer.ggml.padding_token_id"))
         try validate(source: gguf.path)
-    }
-}
-
-// MARK: - HF config.json
-
-extension LlamaConfig {
-    /// The `config.json` keys Keel reads and writes (transformers' LlamaConfig names).
-    public enum HFKey {
-        public static let layers = "num_hidden_layers"
-        public static let hidden = "hidden_size"
-        public static let heads = "num_attention_heads"
-        public static let kvHeads = "num_key_value_heads"
-        public static let headDim = "head_dim"
-        public static let intermediate = "intermediate_size"
-        public static let vocab = "vocab_size"
-        public static let rmsEps = "rms_norm_eps"
-        public static let ropeTheta = "rope_theta"
-        public static let ropeScaling = "rope_scaling"
-        public static let ropeParameters = "rope_parameters"
-        public static let maxPositions = "max_position_embeddings"
-        public static let tiedEmbeddings = "tie_word_embeddings"
-        public static let bos = "bos_token_id"
-        public static let eos = "eos_token_id"
-        public static let pad = "pad_token_id"
-    }
-
-    public init(huggingFaceConfigAt url: URL) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw ModelFormatError(source: url.path, message: "cannot read: \(error.localizedDescription)")
-        }
-        try self.init(huggingFaceJSON: data, source: url.path)
-    }
-
-    /// Parses transformers' `config.json` for `model_type: llama`, with transformers' defaults for absent keys.
-    public init(huggingFaceJSON data: Data, source: String = "config.json") throws {
-        func fail(_ message: String) -> ModelFormatError { ModelFormatError(source: source, message: message) }
-        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw fail("not a JSON object")
-        }
-        func int(_ key: String, default fallback: Int? = nil) throws -> Int {
-            switch json[key] {
-            case let n as NSNumber where Double(n.int64Value) == n.doubleValue: return n.intValue
-            case nil, is NSNull:
-                if let fallback { return fallback }
-                throw fail("missing '\(key)'")
-            case let other?: throw fail("'\(key)' is \(other), expected an integer")
-            }
-        }
-        func optionalInt(_ key: String) throws -> Int? {
-            switch json[key] {
-            case nil, is NSNull: return nil
-            // eos_token_id may be a list (generation stops at any); the first is the canonical one.
-            case let list as [NSNumber]: return list.first?.intValue
-            default: return try int(key)
-            }
-        }
-        func number(_ key: String, in object: [String: Any], default fallback: Double) throws -> Double {
-            switch object[key] {
-            case nil, is NSNull: return fallback
-            case let n as NSNumber: return n.doubleValue
-            case let other?: throw fail("'\(key)' is \(other), expected a number")
-            }
-        }
-        if let modelType = json["model_type"] as? String, modelType != "llama" {
-            throw fail("model_type is '\(modelType)', expected 'llama'")
-        }
-        if let act = json["hidden_act"] as? String, act != "silu" {
-            throw fail("hidden_act is '\(act)', expected 'silu'")
-        }
-        for key in ["attention_bias", "mlp_bias"] where (json[key] as? Bool) == true {
-            throw fail("'\(key)' is true: biased projections are not supported")
-        }
-        var ropeTheta = try number(HFKey.ropeTheta, in: json, default: 10_000)
-        if let scaling = json[HFKey.ropeScaling] as? [String: Any] {
-            let type = (scaling["rope_type"] ?? scaling["type"]) as? String ?? "?"
-            if type != "default" { throw fail("rope_scaling of type '\(type)' is not supported") }
-        }
-        // transformers ≥ 5 nests θ in rope_parameters.
-        if let parameters = json[HFKey.ropeParameters] as? [String: Any] {
-            if let type = parameters["rope_type"] as? String, type != "default" {
-                throw fail("rope_parameters.rope_type '\(type)' is not supported")
-            }
-            ropeTheta = try number(HFKey.ropeTheta, in: parameters, default: ropeTheta)
-        }
-        let hidden = try int(HFKey.hidden)
-        let heads = try int(HFKey.heads)
-        guard heads > 0 else { throw fail("'\(HFKey.heads)' is \(heads), expected > 0") }
-        self.init(layers: try int(HFKey.layers),
-                  hidden: hidden,
-                  heads: heads,
-                  kvHeads: try int(HFKey.kvHeads, default: heads),
-                  headDim: try int(HFKey.headDim, default: hidden / heads),
-                  intermediate: try int(HFKey.intermediate),
-                  vocab: try int(HFKey.vocab),
-                  rmsEps: Float(try number(HFKey.rmsEps, in: json, default: 1e-6)),
-                  ropeTheta: Float(ropeTheta),
-                  maxPositions: try int(HFKey.maxPositions, default: 2048),
-                  tiedEmbeddings: (json[HFKey.tiedEmbeddings] as? Bool) ?? false,
-                  bosTokenId: try optionalInt(HFKey.bos),
-                  eosTokenId: try optionalInt(HFKey.eos),
-                  padTokenId: try optionalInt(HFKey.pad))
-        try validate(source: source)
-    }
-
-    /// transformers' `config.json` for `LlamaForCausalLM` in float32, with every field it needs to
-    /// rebuild this architecture (biases off, SiLU, no rope scaling), keys sorted for stable diffs.
-    /// `sequenceClassification`: a one-label `LlamaForSequenceClassification` (a reward model) instead.
-    public func huggingFaceJSON(sequenceClassification: Bool = false) throws -> Data {
-        var json: [String: Any] = [
-            "architectures": [sequenceClassification ? "LlamaForSequenceClassification" : "LlamaForCausalLM"],
-            "model_type": "llama",
-            HFKey.layers: layers,
-            HFKey.hidden: hidden,
-            HFKey.heads: heads,
-            HFKey.kvHeads: kvHeads,
-            HFKey.headDim: headDim,
-            HFKey.intermediate: intermediate,
-            HFKey.vocab: vocab,
-            // Float → Double through the shortest decimal string, so 1e-5 is written as 1e-05, not 9.99999974737875e-06.
-            HFKey.rmsEps: Double("\(rmsEps)") ?? Double(rmsEps),
-            HFKey.ropeTheta: Double("\(ropeTheta)") ?? Double(ropeTheta),
-            HFKey.ropeScaling: NSNull(),
-            HFKey.maxPositions: maxPositions,
-            HFKey.tiedEmbeddings: tiedEmbeddings,
-            "hidden_act": "silu",
-            "attention_bias": false,
-            "attention_dropout": 0.0,
-            "mlp_bias": false,
-            "initializer_range": 0.02,
-            "pretraining_tp": 1,
-            "use_cache": true,
-            "torch_dtype": "float32",
-        ]
-        json[HFKey.bos] = bosTokenId ?? NSNull()
-        json[HFKey.eos] = eosTokenId ?? NSNull()
-        json[HFKey.pad] = padTokenId ?? NSNull()
-        if sequenceClassification {
-            json["id2label"] = ["0": "LABEL_0"]
-            json["label2id"] = ["LABEL_0": 0]
-        }
-        return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
     }
 }

@@ -7,14 +7,24 @@ public enum LlamaTensorName {
     /// Present only when the head is not tied to the embedding.
     public static let lmHead = "lm_head.weight"
 
-    /// Per-layer tensors; the full name is `model.layers.{i}.<rawValue>`.
+    /// Per-layer tensors; the full name is `model.layers.{i}.<rawValue>`. Which of them a model has
+    /// depends on its features (`LlamaConfig.layerTensors`). `postAttentionNorm` is LLaMA's pre-MLP norm;
+    /// with Gemma's sandwich norms it normalises the attention output and `preFeedforwardNorm` is the
+    /// pre-MLP norm.
     public enum Layer: String, CaseIterable, Sendable {
         case inputNorm = "input_layernorm.weight"
         case qProj = "self_attn.q_proj.weight"
+        case qBias = "self_attn.q_proj.bias"
         case kProj = "self_attn.k_proj.weight"
+        case kBias = "self_attn.k_proj.bias"
         case vProj = "self_attn.v_proj.weight"
+        case vBias = "self_attn.v_proj.bias"
         case oProj = "self_attn.o_proj.weight"
+        case qNorm = "self_attn.q_norm.weight"
+        case kNorm = "self_attn.k_norm.weight"
         case postAttentionNorm = "post_attention_layernorm.weight"
+        case preFeedforwardNorm = "pre_feedforward_layernorm.weight"
+        case postFeedforwardNorm = "post_feedforward_layernorm.weight"
         case gateProj = "mlp.gate_proj.weight"
         case upProj = "mlp.up_proj.weight"
         case downProj = "mlp.down_proj.weight"
@@ -25,7 +35,19 @@ public enum LlamaTensorName {
 
 extension LlamaConfig {
     /// Number of tensors in `tensorShapes()`.
-    public var tensorCount: Int { 2 + LlamaTensorName.Layer.allCases.count * layers + (tiedEmbeddings ? 0 : 1) }
+    public var tensorCount: Int { 2 + layerTensors.count * layers + (tiedEmbeddings ? 0 : 1) }
+
+    /// The tensors of each layer, in state-dict order.
+    public var layerTensors: [LlamaTensorName.Layer] {
+        LlamaTensorName.Layer.allCases.filter { tensor in
+            switch tensor {
+            case .qBias, .kBias, .vBias: return attentionBias
+            case .qNorm, .kNorm: return queryKeyNorm
+            case .preFeedforwardNorm, .postFeedforwardNorm: return sandwichNorms
+            default: return true
+            }
+        }
+    }
 
     /// Refuses a config with more layers than a file has tensors, before its tensor list is built
     /// (a corrupt `block_count` must not make us enumerate billions of names).
@@ -35,15 +57,28 @@ extension LlamaConfig {
         }
     }
 
+    /// Tensors a checkpoint of this family stores as one (Phi-3's `qkv_proj` and `gate_up_proj`): the
+    /// stored name and the tensors whose rows it concatenates, in order.
+    public var fusedTensors: [(name: String, parts: [String])] {
+        guard family == .phi3 else { return [] }
+        return (0..<layers).flatMap { i in
+            [("model.layers.\(i).self_attn.qkv_proj.weight", [LlamaTensorName.Layer.qProj, .kProj, .vProj].map { LlamaTensorName.layer(i, $0) }),
+             ("model.layers.\(i).mlp.gate_up_proj.weight", [LlamaTensorName.Layer.gateProj, .upProj].map { LlamaTensorName.layer(i, $0) })]
+        }
+    }
+
     /// Every tensor of the model with its row-major shape, in state_dict order. Linear weights are
     /// [out, in] as in `torch.nn.Linear`: y = x Wᵀ.
     public func tensorShapes() -> [(name: String, shape: [Int])] {
         var shapes: [(name: String, shape: [Int])] = [(LlamaTensorName.embedTokens, [vocab, hidden])]
         for i in 0..<layers {
-            for tensor in LlamaTensorName.Layer.allCases {
+            for tensor in layerTensors {
                 let shape: [Int]
                 switch tensor {
-                case .inputNorm, .postAttentionNorm: shape = [hidden]
+                case .inputNorm, .postAttentionNorm, .preFeedforwardNorm, .postFeedforwardNorm: shape = [hidden]
+                case .qNorm, .kNorm: shape = [headDim]
+                case .qBias: shape = [queryDim]
+                case .kBias, .vBias: shape = [keyValueDim]
                 case .qProj: shape = [queryDim, hidden]
                 case .kProj, .vProj: shape = [keyValueDim, hidden]
                 case .oProj: shape = [hidden, queryDim]
@@ -158,9 +193,25 @@ extension ModelWeights {
         let shards = try shardNames.map { try SafeTensorsFile(path: directory.appendingPathComponent($0).path) }
         try config.checkTensorCount(shards.reduce(0) { $0 + $1.tensors.count }, source: directory.path)
         let expected = Dictionary(uniqueKeysWithValues: config.tensorShapes().map { ($0.name, $0.shape) })
+        let fused = Dictionary(uniqueKeysWithValues: config.fusedTensors.map { ($0.name, $0.parts) })
         var tensors: [String: Tensor] = [:]
         for shard in shards {
             for info in shard.tensors {
+                if let parts = fused[info.name] {
+                    let partShapes = parts.compactMap { expected[$0] }
+                    let shape = [partShapes.reduce(0) { $0 + $1[0] }, config.hidden]
+                    guard info.shape == shape else {
+                        throw ModelFormatError(source: shard.path, message: "tensor '\(info.name)' has shape \(info.shape), expected \(shape)")
+                    }
+                    let whole = Tensor.zeros(shape)
+                    try shard.load(info, into: whole.pointer)
+                    var row = 0
+                    for (part, partShape) in zip(parts, partShapes) {
+                        tensors[part] = whole.rows(row..<row + partShape[0]).copy()
+                        row += partShape[0]
+                    }
+                    continue
+                }
                 // Some writers store the tied head a second time, and old checkpoints carry RoPE buffers.
                 if info.name == LlamaTensorName.lmHead && config.tiedEmbeddings { continue }
                 if info.name.hasSuffix(".rotary_emb.inv_freq") { continue }
@@ -223,7 +274,20 @@ extension ModelWeights {
         }
         // transformers refuses safetensors files whose metadata lacks format = pt.
         try SafeTensors.write(path: directory.appendingPathComponent(Self.safetensorsFileName).path,
-                              tensors: namedTensors + (scoreHead.map { [(name: LlamaRewardModel.scoreWeightName, tensor: $0)] } ?? []),
+                              tensors: huggingFaceTensors + (scoreHead.map { [(name: LlamaRewardModel.scoreWeightName, tensor: $0)] } ?? []),
                               metadata: ["format": "pt"])
+    }
+
+    /// The tensors as the family's checkpoints store them: `namedTensors`, with Phi-3's fused
+    /// projections concatenated back in place of their parts.
+    public var huggingFaceTensors: [(name: String, tensor: Tensor)] {
+        let fusedByFirstPart = Dictionary(uniqueKeysWithValues: config.fusedTensors.map { ($0.parts[0], $0) })
+        let parts = Set(config.fusedTensors.flatMap(\.parts))
+        return namedTensors.compactMap { entry in
+            if let group = fusedByFirstPart[entry.name] {
+                return (group.name, Tensor.concatenate(group.parts.compactMap { tensorsByName[$0] }, axis: 0))
+            }
+            return parts.contains(entry.name) ? nil : entry
+        }
     }
 }

@@ -7,6 +7,8 @@ enum ModelFixtures {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let smolLM2Path = repoRoot.appendingPathComponent("var/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
     static let dpoFixturePath = repoRoot.appendingPathComponent("../shared/fixtures/smollm2_hh8_dpo.json").standardized.path
+    /// Tiny random checkpoints of seven families with transformers' float64 numbers (see its README).
+    static let familiesDirectory = repoRoot.appendingPathComponent("../shared/fixtures/families").standardized
 
     /// The real model's path, or a test failure that says how to get it (never a silent skip).
     static func requireSmolLM2(file: StaticString = #filePath, line: UInt = #line) throws -> String {

@@ -15,7 +15,10 @@ import Foundation
 // and hide the chosen span from the rejected tokens, so each completion attends to the prompt and
 // itself only. A block's scores start at the smallest first visible key of its rows, so keys of
 // earlier packed sequences cost nothing; hidden scores inside that range are computed (the blocks
-// stay single sgemms) and masked out of the softmax.
+// stay single sgemms) and masked out of the softmax. A sliding window (Mistral, Gemma's local layers) is
+// a key mask too: each query's first visible key is t − window + 1.
+// Scores are scaled by `scale` (1/√D unless given: Gemma's query_pre_attn_scalar^−½) and, with
+// `softcap`, capped as cap · tanh(s / cap) before the mask and softmax (Gemma 2).
 
 /// Rows of a head processed per sgemm. 64 keeps scores for T=2048 at 512 KiB per thread, and wastes
 /// at most 63·64/2 scores per block on the masked upper triangle of the diagonal block.
@@ -23,14 +26,16 @@ let attentionRowBlock = 64
 
 /// out [B,T,NH,D], lse [B,NH,T] (log-sum-exp of each row's scaled scores, saved for backward)
 /// ← q [B,T,NH,D], k [B,T,NKV,D], v [B,T,NKV,D], optional keyMask [B,T,3] (per query: first visible key,
-/// hidden span start, hidden span end; nil = plain causal);  scores scaled by 1/sqrt(D).
+/// hidden span start, hidden span end; nil = plain causal);  scores s = scale · q·kᵀ (scale nil: 1/√D),
+/// then cap · tanh(s / cap) with a `softcap`.
 public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>,
                              _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
-                             B: Int, T: Int, NH: Int, NKV: Int, D: Int, keyMask: UnsafePointer<Int32>? = nil) {
+                             B: Int, T: Int, NH: Int, NKV: Int, D: Int, keyMask: UnsafePointer<Int32>? = nil,
+                             scale: Float? = nil, softcap: Float? = nil) {
     checkAttentionShapes(B: B, T: T, NH: NH, NKV: NKV, keyMask: keyMask)
     let token = Profiler.begin()
     defer { Profiler.end("attention.forward", token) }
-    let scale = 1 / Float(D).squareRoot()
+    let scale = scale ?? 1 / Float(D).squareRoot()
     let group = NH / NKV
     let ldq = NH * D, ldkv = NKV * D
     let pool = ThreadPool.shared
@@ -51,6 +56,7 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMu
                           qh + rowStart * ldq, lda: ldq, kh + first * ldkv, ldb: ldkv, beta: 0, scores, ldc: cols)
                     for r in 0..<rows {
                         let p = scores + r * cols, visible = rowStart + r + 1 - first
+                        if let softcap { softcapForward(p, count: visible, cap: softcap) }
                         let masked = maskedKeys(keyMask, row: b, T: T, query: rowStart + r, first: first)
                         for j in masked.before { p[j] = -.greatestFiniteMagnitude }
                         for j in masked.hidden { p[j] = -.greatestFiniteMagnitude }
@@ -77,17 +83,20 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMu
 /// ← dout [B,T,NH,D] and the forward's q, k, v, out, lse (and keyMask [B,T,3], if it had one).
 ///
 /// With P = softmax(S), S = scale·q·kᵀ:  dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ∘ (dP − rowsum(dO ∘ O)),
-/// dQ = scale·dS·K,  dK = scale·dSᵀ·Q. Work is split over (batch, key/value head) so that the query
-/// heads sharing a key/value head accumulate into dk/dv on one thread, in a fixed order.
+/// dQ = scale·dS·K,  dK = scale·dSᵀ·Q; with a softcap, P = softmax(Z), Z = cap·tanh(S/cap), and
+/// dS = dZ ∘ (1 − (Z/cap)²). Work is split over (batch, key/value head) so that the query heads sharing
+/// a key/value head accumulate into dk/dv on one thread, in a fixed order. `scale` and `softcap` as in
+/// the forward.
 public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMutablePointer<Float>,
                               _ dv: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>,
                               _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
                               _ out: UnsafePointer<Float>, _ lse: UnsafePointer<Float>,
-                              B: Int, T: Int, NH: Int, NKV: Int, D: Int, keyMask: UnsafePointer<Int32>? = nil) {
+                              B: Int, T: Int, NH: Int, NKV: Int, D: Int, keyMask: UnsafePointer<Int32>? = nil,
+                              scale: Float? = nil, softcap: Float? = nil) {
     checkAttentionShapes(B: B, T: T, NH: NH, NKV: NKV, keyMask: keyMask)
     let token = Profiler.begin()
     defer { Profiler.end("attention.backward", token) }
-    let scale = 1 / Float(D).squareRoot()
+    let scale = scale ?? 1 / Float(D).squareRoot()
     let group = NH / NKV
     let ldq = NH * D, ldkv = NKV * D
     let pool = ThreadPool.shared
@@ -121,11 +130,19 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
                         for r in 0..<rows {
                             let p = probs + r * cols, dp = dprobs + r * cols
                             let visible = rowStart + r + 1 - first, rowLSE = lseh[rowStart + r], delta = rowDelta[r]
-                            expShifted(p, visible, shift: rowLSE)
+                            if let softcap {
+                                for j in 0..<visible {
+                                    let z = softcapped(p[j], cap: softcap)
+                                    p[j] = fastExp(z - rowLSE)
+                                    dp[j] = p[j] * (dp[j] - delta) * softcapSlope(output: z, cap: softcap)
+                                }
+                            } else {
+                                expShifted(p, visible, shift: rowLSE)
+                                for j in 0..<visible { dp[j] = p[j] * (dp[j] - delta) }
+                            }
                             let masked = maskedKeys(keyMask, row: b, T: T, query: rowStart + r, first: first)
-                            for j in masked.before { p[j] = 0 }
-                            for j in masked.hidden { p[j] = 0 }
-                            for j in 0..<visible { dp[j] = p[j] * (dp[j] - delta) }
+                            for j in masked.before { p[j] = 0; dp[j] = 0 }
+                            for j in masked.hidden { p[j] = 0; dp[j] = 0 }
                             for j in visible..<cols { p[j] = 0; dp[j] = 0 }
                         }
                         // dq[rows] += scale · dS · k[first..<first+cols]

@@ -10,6 +10,8 @@ import Foundation
 // whichever thread is free); each block's partial (max, sum) and dh are merged in block order, so the
 // results are deterministic whatever the scheduling.
 // Rows whose target is `ignoreIndex` are compacted away first and cost nothing.
+// With `softcap` (Gemma 2's final-logit soft-capping) each logit l becomes cap · tanh(l / cap) before
+// the softmax, and its gradient is multiplied by 1 − (capped / cap)² (Softcap.swift).
 
 /// Target value that marks a row to skip (prompt tokens, padding), as in PyTorch's `ignore_index`.
 public let ignoreIndex: Int32 = -1
@@ -29,12 +31,12 @@ public struct LMHeadTiling: Sendable {
 public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>,
                                  _ h: UnsafePointer<Float>, _ W: UnsafePointer<Float>,
                                  _ targets: UnsafePointer<Int32>, N: Int, C: Int, V: Int,
-                                 tiling: LMHeadTiling = LMHeadTiling()) {
+                                 softcap: Float? = nil, tiling: LMHeadTiling = LMHeadTiling()) {
     logp.initialize(repeating: 0, count: N)
     lse.initialize(repeating: 0, count: N)
     let rows = LMHeadRows(targets, N: N, V: V)
     withScratch(2 * rows.count) { compact in
-        lmHeadLogProbForward(compact, compact + rows.count, h, W, rows: rows, C: C, V: V, tiling: tiling)
+        lmHeadLogProbForward(compact, compact + rows.count, h, W, rows: rows, C: C, V: V, softcap: softcap, tiling: tiling)
         for (i, n) in rows.indices.enumerated() { logp[n] = compact[i]; lse[n] = compact[rows.count + i] }
     }
 }
@@ -44,11 +46,11 @@ public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: Uns
 /// first token of both completions).
 public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>,
                                  _ h: UnsafePointer<Float>, _ W: UnsafePointer<Float>, rows: LMHeadRows,
-                                 C: Int, V: Int, tiling: LMHeadTiling = LMHeadTiling()) {
+                                 C: Int, V: Int, softcap: Float? = nil, tiling: LMHeadTiling = LMHeadTiling()) {
     let token = Profiler.begin()
     defer { Profiler.end("lmhead.forward", token) }
     // The third per-row value is the target's logit, which exactly one block sees.
-    sweepVocabularyOnline(rows: rows, h: h, W: W, C: C, V: V, tiling: tiling) { extra, i, row, v0, width in
+    sweepVocabularyOnline(rows: rows, h: h, W: W, C: C, V: V, softcap: softcap, tiling: tiling) { extra, i, row, v0, width in
         let target = Int(rows.targets[i])
         if target >= v0 && target < v0 + width { extra[i] = row[target - v0] }
     } merge: { i, rowLSE, extra, _ in
@@ -68,7 +70,7 @@ public func lmHeadLogProbForward(_ logp: UnsafeMutablePointer<Float>, _ lse: Uns
 /// `rescalesExtra`, summed as is otherwise) and its total Σ e^(l − max).
 @inline(__always)
 func sweepVocabularyOnline(rows: LMHeadRows, h: UnsafePointer<Float>, W: UnsafePointer<Float>, C: Int, V: Int,
-                           tiling: LMHeadTiling, rescalesExtra: Bool = false,
+                           softcap: Float?, tiling: LMHeadTiling, rescalesExtra: Bool = false,
                            fold: (_ extra: UnsafeMutablePointer<Float>, _ i: Int, _ row: UnsafeMutablePointer<Float>,
                                   _ v0: Int, _ width: Int) -> Void,
                            merge: (_ i: Int, _ lse: Float, _ extra: Float, _ total: Float) -> Void) {
@@ -93,6 +95,7 @@ func sweepVocabularyOnline(rows: LMHeadRows, h: UnsafePointer<Float>, W: UnsafeP
                         let height = min(tiling.rowChunk, M - r0)
                         sgemm(transA: false, transB: true, M: height, N: width, K: C, alpha: 1,
                               hc + r0 * C, lda: C, W + v0 * C, ldb: C, beta: 0, logits, ldc: width)
+                        if let softcap { softcapForward(logits, count: height * width, cap: softcap) }
                         for r in 0..<height {
                             let i = r0 + r, row = logits + r * width
                             if !rescalesExtra { fold(extra, i, row, v0, width) }
@@ -131,11 +134,12 @@ public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: Unsa
                                   _ dlogp: UnsafePointer<Float>, _ h: UnsafePointer<Float>,
                                   _ W: UnsafePointer<Float>, _ targets: UnsafePointer<Int32>,
                                   _ lse: UnsafePointer<Float>, N: Int, C: Int, V: Int,
-                                  tiling: LMHeadTiling = LMHeadTiling()) {
+                                  softcap: Float? = nil, tiling: LMHeadTiling = LMHeadTiling()) {
     let rows = LMHeadRows(targets, N: N, V: V)
     withScratch(2 * rows.count) { compact in
         for (i, n) in rows.indices.enumerated() { compact[i] = dlogp[n]; compact[rows.count + i] = lse[n] }
-        lmHeadLogProbBackward(dh, dW, compact, h, W, rows: rows, lse: compact + rows.count, C: C, V: V, tiling: tiling)
+        lmHeadLogProbBackward(dh, dW, compact, h, W, rows: rows, lse: compact + rows.count, C: C, V: V,
+                              softcap: softcap, tiling: tiling)
     }
 }
 
@@ -146,7 +150,7 @@ public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: Unsa
 public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: UnsafeMutablePointer<Float>?,
                                   _ dlogp: UnsafePointer<Float>, _ h: UnsafePointer<Float>, _ W: UnsafePointer<Float>,
                                   rows: LMHeadRows, lse: UnsafePointer<Float>, C: Int, V: Int,
-                                  tiling: LMHeadTiling = LMHeadTiling()) {
+                                  softcap: Float? = nil, tiling: LMHeadTiling = LMHeadTiling()) {
     let token = Profiler.begin()
     defer { Profiler.end("lmhead.backward", token) }
     let M = rows.count
@@ -173,6 +177,16 @@ public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: Unsa
                         for r in 0..<height {
                             let i = r0 + r, row = grad + r * width
                             let rowLSE = lse[i], scale = -dlogp[i]
+                            if let softcap {
+                                // ∂L/∂l = (scale · p + dlogp·[target]) · (1 − (z/cap)²), z the capped logit.
+                                let target = Int(rows.targets[i]) - v0
+                                for j in 0..<width {
+                                    let z = softcapped(row[j], cap: softcap)
+                                    let dz = scale * fastExp(z - rowLSE) + (j == target ? dlogp[i] : 0)
+                                    row[j] = dz * softcapSlope(output: z, cap: softcap)
+                                }
+                                continue
+                            }
                             expShifted(row, width, shift: rowLSE)
                             for j in 0..<width { row[j] *= scale }
                             let target = Int(rows.targets[i])
@@ -203,15 +217,16 @@ public func lmHeadLogProbBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW: Unsa
 }
 
 /// Full logits for chosen rows, e.g. each sequence's last real position during generation:
-/// out [R,V] = h[rows] · Wᵀ  with h [N,C], W [V,C], rows [R] indices into 0..<N.
+/// out [R,V] = h[rows] · Wᵀ  with h [N,C], W [V,C], rows [R] indices into 0..<N (then capped with `softcap`).
 public func lmHeadLogits(_ out: UnsafeMutablePointer<Float>, _ h: UnsafePointer<Float>, rows: [Int],
-                         _ W: UnsafePointer<Float>, C: Int, V: Int) {
+                         _ W: UnsafePointer<Float>, C: Int, V: Int, softcap: Float? = nil) {
     let token = Profiler.begin()
     defer { Profiler.end("lmhead.logits", token) }
     withScratch(rows.count * C) { gathered in
         for (i, n) in rows.enumerated() { (gathered + i * C).update(from: h + n * C, count: C) }
         parallelSgemm(transA: false, transB: true, M: rows.count, N: V, K: C, gathered, lda: C, W, ldb: C,
                       beta: 0, out, ldc: V)
+        if let softcap { softcapForward(out, count: rows.count * V, cap: softcap) }
     }
 }
 

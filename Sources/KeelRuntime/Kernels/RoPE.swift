@@ -12,11 +12,22 @@ public struct RoPETable: Sendable {
     public let sin: [Float]
 
     public init(headDim: Int, maxPositions: Int, theta: Float) {
+        self.init(headDim: headDim, maxPositions: maxPositions,
+                  inverseFrequencies: RoPETable.inverseFrequencies(headDim: headDim, theta: theta))
+    }
+
+    /// θ^(−2i/D) for i in 0..<D/2, in Float as HF computes `inv_freq`.
+    public static func inverseFrequencies(headDim: Int, theta: Float) -> [Float] {
+        (0..<headDim / 2).map { 1 / Foundation.pow(theta, Float(2 * $0) / Float(headDim)) }
+    }
+
+    /// A table from explicit frequencies [headDim/2] (RoPE scaling remaps them: Llama 3, linear).
+    public init(headDim: Int, maxPositions: Int, inverseFrequencies invFreq: [Float]) {
         precondition(headDim % 2 == 0, "RoPETable: head dimension \(headDim) must be even")
+        precondition(invFreq.count == headDim / 2, "RoPETable: \(invFreq.count) frequencies for head dimension \(headDim)")
         self.headDim = headDim
         self.maxPositions = maxPositions
         let half = headDim / 2
-        let invFreq = (0..<half).map { 1 / Foundation.pow(theta, Float(2 * $0) / Float(headDim)) }
         var cosTable = [Float](repeating: 0, count: maxPositions * half)
         var sinTable = cosTable
         for pos in 0..<maxPositions {

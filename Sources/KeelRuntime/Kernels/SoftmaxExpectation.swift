@@ -10,20 +10,21 @@ import Foundation
 // so E = t/s and lse = m + log s. Vocabulary blocks are merged in block order: deterministic results.
 // Rows are selected exactly as by the LM head: rows whose target is `ignoreIndex` cost nothing, so the
 // model passes the same targets array to both kernels and only completion positions are scored.
+// `softcap` caps the logits as the LM head does (LMHead.swift).
 
 /// E [N] (0 for ignored rows), lse [N] (saved for backward; 0 for ignored rows)
 /// ← h [N,C], W [V,C], q [V], targets [N] in 0..<V or `ignoreIndex` (only ignored-or-not is read)
 public func softmaxExpectationForward(_ expectation: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>,
                                       _ h: UnsafePointer<Float>, _ W: UnsafePointer<Float>, _ q: UnsafePointer<Float>,
                                       _ targets: UnsafePointer<Int32>, N: Int, C: Int, V: Int,
-                                      tiling: LMHeadTiling = LMHeadTiling()) {
+                                      softcap: Float? = nil, tiling: LMHeadTiling = LMHeadTiling()) {
     let token = Profiler.begin()
     defer { Profiler.end("softmaxExpectation.forward", token) }
     expectation.initialize(repeating: 0, count: N)
     lse.initialize(repeating: 0, count: N)
     let rows = LMHeadRows(targets, N: N, V: V)
     // The third per-row value is the rescaled q-weighted sum t = Σ e^(l−m)·q, so E = t / s.
-    sweepVocabularyOnline(rows: rows, h: h, W: W, C: C, V: V, tiling: tiling, rescalesExtra: true) { extra, i, row, v0, width in
+    sweepVocabularyOnline(rows: rows, h: h, W: W, C: C, V: V, softcap: softcap, tiling: tiling, rescalesExtra: true) { extra, i, row, v0, width in
         extra[i] += dotOf(row, q + v0, width)
     } merge: { i, rowLSE, weighted, total in
         lse[rows.indices[i]] = rowLSE
@@ -39,7 +40,7 @@ public func softmaxExpectationBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW:
                                        _ W: UnsafePointer<Float>, _ q: UnsafePointer<Float>,
                                        _ targets: UnsafePointer<Int32>, _ expectation: UnsafePointer<Float>,
                                        _ lse: UnsafePointer<Float>, N: Int, C: Int, V: Int,
-                                       tiling: LMHeadTiling = LMHeadTiling()) {
+                                       softcap: Float? = nil, tiling: LMHeadTiling = LMHeadTiling()) {
     let token = Profiler.begin()
     defer { Profiler.end("softmaxExpectation.backward", token) }
     let rows = LMHeadRows(targets, N: N, V: V)
@@ -71,9 +72,16 @@ public func softmaxExpectationBackward(_ dh: UnsafeMutablePointer<Float>?, _ dW:
                               hc + r0 * C, lda: C, W + v0 * C, ldb: C, beta: 0, grad, ldc: width)
                         for r in 0..<height {
                             let i = r0 + r, row = grad + r * width
+                            let scale = dEc[i], mean = Ec[i], qTile = q + v0
+                            if let softcap {
+                                for j in 0..<width {
+                                    let z = softcapped(row[j], cap: softcap)
+                                    row[j] = scale * fastExp(z - lsec[i]) * (qTile[j] - mean) * softcapSlope(output: z, cap: softcap)
+                                }
+                                continue
+                            }
                             expShifted(row, width, shift: lsec[i])
                             // ∂L/∂logit_v = dE · p_v · (q_v − E); a plain loop, which auto-vectorises.
-                            let scale = dEc[i], mean = Ec[i], qTile = q + v0
                             for j in 0..<width { row[j] = scale * row[j] * (qTile[j] - mean) }
                         }
                         if dh != nil {
