@@ -8,7 +8,7 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Write a run's latest checkpoint as a Hugging Face folder (config.json, model.safetensors, tokenizer files).")
 
-    @Argument(help: ArgumentHelp("Run id.", valueName: "run"))
+    @Argument(help: VarDirectoryOption.runHelp)
     var runID: String
 
     @Option(help: "Destination folder.")
@@ -19,6 +19,7 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let destination = URL(fileURLWithPath: to)
+            let runID = try varDirectory.resolve(runID).runID
             try TrainingRun.export(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout), to: destination)
             print("exported \(runID) to \(destination.path)")
         }
