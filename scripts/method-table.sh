@@ -30,8 +30,8 @@ mkdir -p "$out/recipes"
 recipe() {   # $1 = method; writes the SmolLM2 variant of recipes/examples/$1.yaml to stdout
     local cache="reference: {cache_logprobs: true}"
     case $1 in tr-dpo-*|simpo*) cache="" ;; esac
-    sed -e "s|^model: .*|model: $model|" \
-        -e "s|{name: preference-jsonl, path: data/preferences.jsonl}|{name: hh, path: $hh, limit: $LIMIT}|" \
+    sed -e "/^output: /d" -e "s|^model: .*|model: $model|" \
+        -e "s|{name: synthetic-preferences, count: 640, seed: 0}|{name: hh, path: $hh, limit: $LIMIT}|" \
         -e "s|^  - {name: shuffle}|  - {name: shuffle}\n  - {name: split, eval_count: $EVAL}|" \
         -e "s|{name: ref-sync, tau: 8, alpha: 1.0}|{name: ref-sync, tau: 64, alpha: 1.0}|" \
         -e "s|^optimizer: .*|optimizer: {lr: $LR, schedule: cosine, warmup_steps: 10, weight_decay: 0.0}|" \

@@ -41,9 +41,7 @@ struct BenchRuntimeCommand: ParsableCommand {
         options.includeStep = !skipStep
         let report = RuntimeBenchmark.run(options)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            print(try JSONOutput.line(report))
         } else {
             print(RuntimeBenchmark.format(report))
         }
@@ -108,9 +106,7 @@ struct ModelBenchOptions: ParsableArguments {
             options.sharesPrompt = !separatePrompts
             let report = try ModelBenchmark.run(options)
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+                print(try JSONOutput.line(report))
             } else {
                 print(ModelBenchmark.format(report))
             }

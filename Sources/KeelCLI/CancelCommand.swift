@@ -10,14 +10,14 @@ struct CancelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cancel", abstract: "Cancel a daemon run: queued ones at once, running ones by stopping their worker.")
 
-    @Argument(help: ArgumentHelp("Run id (keel status lists them).", valueName: "run"))
+    @Argument(help: VarDirectoryOption.runHelp)
     var runID: String
 
     @OptionGroup var varDirectory: VarDirectoryOption
 
     func run() throws {
         try runReportingErrors {
-            let store = try KeelStore(path: varDirectory.layout.store)
+            let (store, runID) = try varDirectory.resolve(runID)
             guard let record = try store.run(runID) else { throw StoreError.unknownRun(runID) }
             // Recorded first: whoever sees the worker exit (this daemon, or the next) then knows it was a cancel.
             if record.status == .running || record.status == .queued || record.status == .interrupted {

@@ -27,9 +27,13 @@ struct DaemonCommand: ParsableCommand {
     @Option(help: "Seconds workers get to stop after SIGTERM before they are killed.")
     var stopTimeout: Double = 20
 
+    @Option(help: "Seconds between progress lines (step, loss, rate, ETA of each running run); 0 = none.")
+    var progressEvery: Double = 30
+
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1, got \(workers)") }
         guard stopTimeout >= 0 else { throw ValidationError("--stop-timeout must not be negative, got \(stopTimeout)") }
+        guard progressEvery >= 0 else { throw ValidationError("--progress-every must not be negative, got \(progressEvery)") }
     }
 
     func run() throws {
@@ -38,6 +42,7 @@ struct DaemonCommand: ParsableCommand {
         configuration.workers = workers
         configuration.exitWhenIdle = exitWhenIdle
         configuration.stopTimeout = stopTimeout
+        configuration.progressInterval = progressEvery
         let log: (String) -> Void = { line in
             // Unbuffered: the daemon's output usually goes to a file or the journal.
             FileHandle.standardOutput.write(Data("\(daemonTimestamp()) \(line)\n".utf8))

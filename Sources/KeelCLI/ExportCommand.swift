@@ -9,7 +9,7 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Write a run's latest checkpoint as a Hugging Face folder (--to), or its metrics as TensorBoard event files (--tensorboard).")
 
-    @Argument(help: ArgumentHelp("Run id.", valueName: "run"))
+    @Argument(help: VarDirectoryOption.runHelp)
     var runID: String
 
     @Option(help: "Destination folder of the Hugging Face model (config.json, model.safetensors, tokenizer files).")
@@ -27,6 +27,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            let runID = try varDirectory.resolve(runID).runID
             if let to {
                 let destination = URL(fileURLWithPath: to)
                 try TrainingRun.export(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout), to: destination)

@@ -8,7 +8,7 @@ struct LogsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logs", abstract: "Print a daemon run's worker log; -f keeps following it until the run ends.")
 
-    @Argument(help: ArgumentHelp("Run id (keel status lists them).", valueName: "run"))
+    @Argument(help: VarDirectoryOption.runHelp)
     var runID: String
 
     @Flag(name: [.short, .customLong("follow")], help: "Keep printing new output until the run completes, fails or is cancelled.")
@@ -18,7 +18,7 @@ struct LogsCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try KeelStore(path: varDirectory.layout.store)
+            let (store, runID) = try varDirectory.resolve(runID)
             guard let record = try store.run(runID) else { throw StoreError.unknownRun(runID) }
             let path = record.logPath ?? varDirectory.layout.run(runID).appendingPathComponent(Daemon.workerLogName).path
             var offset: UInt64 = 0

@@ -12,16 +12,31 @@ struct PlanCommand: ParsableCommand {
 
     @OptionGroup var varDirectory: VarDirectoryOption
 
-    @Flag(help: "Also run the data nodes and report what each produced, skipped and flagged.")
+    @Flag(help: "Also run the data nodes and report what each produced, skipped and flagged, and the steps that makes.")
     var data = false
+
+    @OptionGroup var overrides: RecipeOverrideOptions
 
     func run() throws {
         let graph: PluginGraph
-        do { graph = try RecipeLoader(registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout), protecting: [varDirectory.layout.varDirectory]).load(URL(fileURLWithPath: file), displayName: file) } catch let errors as RecipeErrors {
+        do {
+            var loader = RecipeLoader(registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout), protecting: [varDirectory.layout.varDirectory])
+            loader.overrides = try overrides.parsed()
+            graph = try loader.load(URL(fileURLWithPath: file), displayName: file)
+        } catch let errors as RecipeErrors {
             printError(errors.description)
+            throw ExitCode.failure
+        } catch let error as RecipeOverrideError {
+            printError("error: \(error)")
             throw ExitCode.failure
         }
         print(graph.planText())
+        let training = graph.recipe.trainingConfig
+        if let steps = training.steps {
+            print("steps: \(steps) optimizer steps of \(training.batchSize) × \(training.gradAccum) examples")
+        } else if !data {
+            print("steps: \(training.epochs ?? 1) epochs; how many steps that is depends on the data (keel plan --data counts them)")
+        }
         guard data else { return }
         if let node = graph.recipe.data.first(where: { $0.type is any PolicySampledSource.Type }) {
             print("data: not run: \(node.label) samples its examples from the model when a run starts, "
@@ -31,6 +46,11 @@ struct PlanCommand: ParsableCommand {
         do {
             let dataset = try graph.instantiate().loadData(seed: graph.recipe.trainingConfig.seed)
             print("data: \(dataset.train.count) training, \(dataset.eval.count) evaluation examples")
+            if training.steps == nil {
+                print("steps: \(training.totalSteps(trainExamples: dataset.train.count)) optimizer steps: \(training.epochs ?? 1) epochs × "
+                      + "\(training.stepsPerEpoch(trainExamples: dataset.train.count)) steps of \(training.batchSize) × \(training.gradAccum) examples "
+                      + "(before tokenisation, which may drop pairs longer than max_length)")
+            }
             for report in dataset.report {
                 var line = "  \(report.node): \(report.produced) out"
                 if !report.skipped.isEmpty { line += ", skipped " + counts(report.skipped) }

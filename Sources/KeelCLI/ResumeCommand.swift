@@ -7,7 +7,7 @@ struct ResumeCommand: ParsableCommand {
         commandName: "resume",
         abstract: "Continue a run from its last complete checkpoint; refuses if its recipe, data or model changed.")
 
-    @Argument(help: ArgumentHelp("Run id (keel status lists them).", valueName: "run"))
+    @Argument(help: VarDirectoryOption.runHelp)
     var runID: String
 
     @OptionGroup var varDirectory: VarDirectoryOption
@@ -18,7 +18,7 @@ struct ResumeCommand: ParsableCommand {
     func run() throws {
         TrainingStop.installSignalHandlers()   // SIGTERM/SIGINT: checkpoint after this step, then stop
         try runReportingErrors {
-            try TrainingRun.resume(runID: runID, layout: varDirectory.layout, registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout), force: force,
+            try TrainingRun.resume(runID: try varDirectory.resolve(runID).runID, layout: varDirectory.layout, registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout), force: force,
                                    display: ProgressDisplay())
         }
     }

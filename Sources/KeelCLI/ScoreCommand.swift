@@ -68,13 +68,11 @@ struct ScoreCommand: ParsableCommand {
             }
         }
         let scores = llama.scoreCompletions(sequences)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
         for (pair, c, r) in scored {
             let line = ScoreLine(id: pair.id, chosenLogProb: scores[c].logProb, chosenTokens: scores[c].tokens,
                                  rejectedLogProb: scores[r].logProb, rejectedTokens: scores[r].tokens)
             if json {
-                print(String(decoding: try encoder.encode(line), as: UTF8.self))
+                print(try JSONOutput.line(line))
             } else {
                 print(String(format: "%@  chosen %.4f (%d tokens)  rejected %.4f (%d tokens)", line.id,
                              line.chosenLogProb, line.chosenTokens, line.rejectedLogProb, line.rejectedTokens))
@@ -101,14 +99,12 @@ struct ScoreCommand: ParsableCommand {
             }
         }
         let rewards = rewardModel.scoreSequences(sequences, padID: pairTokenizer.padID)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
         var right = 0
         for (index, pair) in scored.enumerated() {
             let line = RewardLine(id: pair.id, chosenReward: rewards[2 * index], rejectedReward: rewards[2 * index + 1])
             if line.chosenReward > line.rejectedReward { right += 1 }
             if json {
-                print(String(decoding: try encoder.encode(line), as: UTF8.self))
+                print(try JSONOutput.line(line))
             } else {
                 print(String(format: "%@  chosen %.4f  rejected %.4f", line.id, line.chosenReward, line.rejectedReward))
             }

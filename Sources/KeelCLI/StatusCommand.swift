@@ -7,7 +7,7 @@ struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show runs: status, step/total, latest train and eval metrics.")
 
-    @Argument(help: ArgumentHelp("Show only this run.", valueName: "run"))
+    @Argument(help: ArgumentHelp("Show only this run: its id, the start of exactly one, or `latest`.", valueName: "run"))
     var runID: String?
 
     @Flag(help: "Print JSON.")
@@ -27,17 +27,22 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try KeelStore(path: varDirectory.layout.store)
+            guard let store = try varDirectory.existingStore() else {
+                guard runID == nil else { throw StoreError.unknownRun(runID ?? "") }
+                return print(json ? "[]" : "no runs: \(varDirectory.layout.store.path) does not exist")
+            }
             let shown = all || runID != nil ? nil : limit
             var summaries = try store.runSummaries(limit: shown)
             if let runID {
-                summaries = summaries.filter { $0.run.id == runID }
+                let id = try store.resolveRunID(runID)
+                summaries = summaries.filter { $0.run.id == id }
                 guard !summaries.isEmpty else { throw StoreError.unknownRun(runID) }
             } else if let shown, case let total = try store.runCount(), total > shown {
                 printError("showing the newest \(shown) of \(total) runs; --all shows every one, --limit N the newest N")
             }
             if json {
-                let data = try JSONSerialization.data(withJSONObject: summaries.map(Self.jsonObject), options: [.prettyPrinted, .sortedKeys])
+                let data = try JSONSerialization.data(withJSONObject: summaries.map(Self.jsonObject),
+                                                      options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
                 print(String(decoding: data, as: UTF8.self))
             } else if summaries.isEmpty {
                 print("no runs in \(varDirectory.layout.store.path)")
@@ -45,13 +50,6 @@ struct StatusCommand: ParsableCommand {
                 for summary in summaries { print(Self.text(summary, detailed: runID != nil)) }
             }
         }
-    }
-
-    /// Seconds left for a running run: the steps still to do × the latest logged step time.
-    static func etaSeconds(_ s: RunSummary) -> Double? {
-        guard s.run.observedStatus == .running, let total = s.run.totalSteps,
-              let stepTime = s.latestTrain?.values[TrainMetric.stepTime] else { return nil }
-        return Double(max(total - s.run.currentStep, 0)) * stepTime
     }
 
     static func jsonObject(_ s: RunSummary) -> [String: Any] {
@@ -64,7 +62,7 @@ struct StatusCommand: ParsableCommand {
         object["pid"] = s.run.pid.map { Int($0) }
         if s.run.observedStatus != s.run.status { object["recorded_status"] = s.run.status.rawValue }
         object["heartbeat_at"] = s.run.heartbeatAt?.timeIntervalSince1970
-        object["eta_seconds"] = etaSeconds(s)
+        object["eta_seconds"] = s.etaSeconds
         if let train = s.latestTrain { object["train"] = ["step": train.step, "metrics": train.values] }
         if let eval = s.latestEval { object["eval"] = ["step": eval.step, "metrics": eval.values] }
         return object
@@ -76,7 +74,7 @@ struct StatusCommand: ParsableCommand {
         var line = "\(s.run.id)  \(s.run.observedStatus.rawValue)  step \(s.run.currentStep)/\(total)"
         if let loss = s.latestTrain?.values[TrainMetric.loss] { line += "  loss \(format(loss))" }
         if let accuracy = s.latestEval?.values["rewards/accuracies"] { line += "  eval/rewards/accuracies \(format(accuracy))" }
-        if let eta = etaSeconds(s) { line += "  ETA \(ProgressDisplay.duration(eta))" }
+        if let eta = s.etaSeconds { line += "  ETA \(ProgressDisplay.duration(eta))" }
         if let error = s.run.error { line += "\n    error: \(error)" }
         if s.run.observedStatus != s.run.status, let pid = s.run.pid {
             line += "\n    recorded as \(s.run.status.rawValue), but its process \(pid) is gone; continue with `keel resume \(s.run.id)`"

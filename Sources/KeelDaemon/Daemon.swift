@@ -20,6 +20,8 @@ public struct DaemonConfiguration: Sendable {
     /// A file found by the start-up scan that changed this recently may still be being written: it is
     /// looked at again after this delay (its close, if it comes, reports it anyway).
     public var settleTime: TimeInterval = 1
+    /// How often each running run's progress (step, loss, rate, ETA) is printed, one line per run; 0 = never.
+    public var progressInterval: TimeInterval = 30
 
     public init(recipesDirectory: URL, varDirectory: URL) {
         self.recipesDirectory = recipesDirectory.standardizedFileURL
@@ -53,6 +55,7 @@ public final class Daemon: @unchecked Sendable {
     private var orphans: [String: Int32] = [:]
     /// Files from the start-up scan too fresh to read, and when to look again.
     private var unsettled: [URL: Date] = [:]
+    private var lastProgress = Date()
 
     // Shared with the watcher thread and signal handlers.
     private let inboxLock = NSLock()
@@ -134,6 +137,7 @@ public final class Daemon: @unchecked Sendable {
             try reapWorkers()
             try checkOrphans()
             try dispatch()
+            try reportProgress()
             if configuration.exitWhenIdle, try isIdle() {
                 log("idle: nothing queued, running or waiting to resume; exiting (--exit-when-idle)")
                 try store.recordEvent(nil, kind: DaemonEvent.daemonStopped, ["reason": "idle"])
@@ -327,7 +331,9 @@ public final class Daemon: @unchecked Sendable {
         let resumesAfterKill = externalKill ? try store.externalKillCount(runID) < configuration.maxExternalKills : false
         if run.status == .completed {
             try store.setRecipeState(entry, .done)
-            log("\(runID): completed")
+            let report = layout.report(runID)
+            log("\(runID): completed; model in \(layout.export(runID).path)"
+                + (FileManager.default.fileExists(atPath: report.path) ? ", before/after answers in \(report.path)" : ""))
         } else if try store.isCancelRequested(runID) {
             if !run.status.isFinished || run.status == .interrupted { try store.setStatus(runID, .cancelled, error: "cancelled (keel cancel)") }
             try store.setRecipeState(entry, .cancelled, error: "cancelled (keel cancel)")
@@ -352,6 +358,33 @@ public final class Daemon: @unchecked Sendable {
             try store.setRecipeState(entry, .done, error: error)
             log("\(runID): failed: \(error)")
         }
+    }
+
+    // MARK: Progress
+
+    /// Every `progressInterval`, one line per run a worker is training, from what it last recorded.
+    private func reportProgress() throws {
+        guard configuration.progressInterval > 0, !workers.isEmpty,
+              Date().timeIntervalSince(lastProgress) >= configuration.progressInterval else { return }
+        lastProgress = Date()
+        for runID in workers.keys.sorted() {
+            guard let summary = try store.runSummary(runID) else { continue }
+            log(Self.progressLine(summary))
+        }
+    }
+
+    /// `RUN: step 12/72 loss 0.6512 4.10 s/step 210 tok/s ETA 4:05`, or what it is doing before its first step.
+    static func progressLine(_ summary: RunSummary) -> String {
+        let run = summary.run
+        guard let train = summary.latestTrain?.values else {
+            return "\(run.id): preparing (model, data\(run.totalSteps.map { "; \($0) steps to train" } ?? ""))"
+        }
+        var line = "\(run.id): step \(run.currentStep)/\(run.totalSteps.map(String.init) ?? "?")"
+        if let loss = train[TrainMetric.loss] { line += String(format: " loss %.4g", loss) }
+        if let seconds = train[TrainMetric.stepTime] { line += String(format: " %.2f s/step", seconds) }
+        if let tokens = train[TrainMetric.tokensPerSecond] { line += String(format: " %.0f tok/s", tokens) }
+        if let eta = summary.etaSeconds { line += " ETA \(ProgressDisplay.duration(eta))" }
+        return line
     }
 
     // MARK: Restarts and shutdown

@@ -75,12 +75,12 @@ final class MethodLearningTests: XCTestCase {
 
     override func tearDownWithError() throws { if let folder { try FileManager.default.removeItem(at: folder) } }
 
-    /// recipes/examples/`example` with its placeholder data replaced by HH plus an eval split, and the
+    /// recipes/examples/`example` with its generated data replaced by HH plus an eval split, and the
     /// CI budget; model, loss, schedulers and data transforms stay the example's.
     func learn(_ example: String, keepStartingReference: Bool = false) throws -> LearningRun {
         var text = try String(contentsOf: MethodRecipeTests.examples.appendingPathComponent(example), encoding: .utf8)
         let replacements = [
-            ("{name: preference-jsonl, path: data/preferences.jsonl}", "{name: hh, path: \(Self.hh.path), limit: \(Budget.pairs)}"),
+            ("{name: synthetic-preferences, count: 640, seed: 0}", "{name: hh, path: \(Self.hh.path), limit: \(Budget.pairs)}"),
             ("  - {name: shuffle}\n", "  - {name: shuffle}\n  - {name: split, eval_count: \(Budget.evalPairs)}\n"),
             ("optimizer: {lr: 5.0e-6}", "optimizer: {lr: \(Budget.learningRate), schedule: cosine, warmup_steps: 10, weight_decay: 0.0}"),
             ("training: {steps: 20, batch_size: 4, max_length: 256, seed: 0}",

@@ -12,15 +12,10 @@ final class MethodRecipeTests: XCTestCase {
 
     var folder: URL!
 
-    /// A scratch folder holding a small preference file at the path the example recipes name, and the
-    /// (empty) model folders the reward examples name (validation checks that they exist).
+    /// A scratch folder holding a small preference file for the recipes these tests write.
     override func setUpWithError() throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("keel-examples-\(UUID().uuidString)")
-        for directory in ["data", "models/reward-model", "models/dpo-policy", "models/start"] {
-            try FileManager.default.createDirectory(at: folder.appendingPathComponent(directory), withIntermediateDirectories: true)
-        }
-        // The reward model's folder stands for a previous run's export (`output.dir` replaces only those).
-        try Data("earlier-run\n".utf8).write(to: folder.appendingPathComponent("models/reward-model/\(ExportDestination.markerName)"))
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("data"), withIntermediateDirectories: true)
         try Data("""
             {"prompt": "2+2?", "chosen": " 4", "rejected": " 5"}
             {"prompt": "Capital of France?", "chosen": " Paris", "rejected": " Lyon"}
@@ -50,18 +45,16 @@ final class MethodRecipeTests: XCTestCase {
     }
 
     /// The SmolLM2 examples validate where they stand, reading the model scripts/setup.sh unpacks and the
-    /// shared HH data; the reward model var-rm-hh.yaml reads is stood in for by an empty folder.
+    /// shared HH data; var-rm-hh.yaml reads the reward model reward-model-hh.yaml exports, which it requires.
     func testSmolLM2ExamplesAreValid() throws {
         let smollm2 = Self.examples.appendingPathComponent("smollm2")
         let files = try FileManager.default.contentsOfDirectory(atPath: smollm2.path).filter { $0.hasSuffix(".yaml") }.sorted()
         XCTAssertEqual(files, ["reward-model-hh.yaml", "var-rm-hh.yaml"])
         for file in files {
-            let text = try String(contentsOf: smollm2.appendingPathComponent(file), encoding: .utf8)
-                .replacingOccurrences(of: "../../../var/reward-models/smollm2-hh", with: folder.appendingPathComponent("models/reward-model").path)
-                .replacingOccurrences(of: "../../../", with: Self.root.path + "/")
-            let graph = try load(text, as: file)
+            let graph = try RecipeLoader(registry: keelPluginRegistry()).load(smollm2.appendingPathComponent(file), displayName: file)
             guard case .gguf = graph.recipe.model else { return XCTFail("\(file): expected the SmolLM2 GGUF") }
             XCTAssertEqual(graph.recipe.data.first?.name, "hh", file)
+            XCTAssertEqual(graph.recipe.requirements.map(\.displayName), file == "var-rm-hh.yaml" ? ["reward-model-hh.yaml"] : [], file)
         }
     }
 
@@ -97,8 +90,8 @@ final class MethodRecipeTests: XCTestCase {
         XCTAssertEqual(docs, keelPluginRegistry().markdown() + "\n", "regenerate: swift run keel plugins --builtin-only --markdown > docs/plugins.md")
     }
 
-    /// Every example recipe validates (the `keel validate` path) next to a small data file, and builds
-    /// the graph its comment promises.
+    /// Every example recipe validates where it stands (the `keel validate` path: its data is generated,
+    /// the models it reads are made by the recipes it requires), and builds the graph its comment promises.
     func testExampleRecipesValidate() throws {
         let expected: [String: (losses: [String], reference: Bool, schedulers: [String], poet: Bool)] = [
             "dpo.yaml": (["dpo"], true, [], false), "ipo.yaml": (["dpo"], true, [], false),
@@ -112,17 +105,18 @@ final class MethodRecipeTests: XCTestCase {
             "var-rm.yaml": (["var"], true, [], false), "var-implicit.yaml": (["var"], true, [], false),
         ]
         let rewards = ["var-rm.yaml": "rm", "var-implicit.yaml": "implicit"]
+        let requirements = ["var-rm.yaml": ["reward-model.yaml"], "var-implicit.yaml": ["dpo.yaml"]]
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.examples.path).filter { $0.hasSuffix(".yaml") }
         XCTAssertEqual(Set(files), Set(expected.keys))
         for file in files.sorted() {
-            let text = try String(contentsOf: Self.examples.appendingPathComponent(file), encoding: .utf8)
-            let graph = try load(text, as: file)
+            let graph = try RecipeLoader(registry: keelPluginRegistry()).load(Self.examples.appendingPathComponent(file), displayName: file)
             let want = try XCTUnwrap(expected[file])
             XCTAssertEqual(graph.recipe.loss.map(\.name), want.losses, file)
             XCTAssertEqual(graph.needsReference, want.reference, file)
             XCTAssertEqual(graph.recipe.schedulers.map(\.name), want.schedulers, file)
             XCTAssertEqual(graph.recipe.data.contains { $0.name == "poet" }, want.poet, file)
             XCTAssertEqual(graph.recipe.reward.first?.name, rewards[file], file)
+            XCTAssertEqual(graph.recipe.requirements.map(\.displayName), requirements[file] ?? [], file)
             guard case .tiny = graph.recipe.model else { return XCTFail("\(file): expected the tiny model") }
         }
         let soft = try load(String(contentsOf: Self.examples.appendingPathComponent("tr-dpo-soft.yaml"), encoding: .utf8))

@@ -65,14 +65,14 @@ final class OutputDirTests: XCTestCase {
         try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
         try Data("mine".utf8).write(to: destination.appendingPathComponent("notes.txt"))
 
-        XCTAssertThrowsError(try ExportDestination.replace(destination, with: source, runID: "run-2", protected: [])) { error in
+        XCTAssertThrowsError(try ExportDestination.replace(destination, with: source, runID: "run-2", protected: [], key: "output.dir")) { error in
             XCTAssertTrue("\(error)".hasPrefix("output.dir: found an existing folder"), "\(error)")
         }
         XCTAssertEqual(try String(contentsOf: destination.appendingPathComponent("notes.txt"), encoding: .utf8), "mine")
 
         try FileManager.default.removeItem(at: destination.appendingPathComponent("notes.txt"))
         try ExportDestination.mark(destination, runID: "run-1")
-        try ExportDestination.replace(destination, with: source, runID: "run-2", protected: [])
+        try ExportDestination.replace(destination, with: source, runID: "run-2", protected: [], key: "output.dir")
         XCTAssertEqual(try String(contentsOf: destination.appendingPathComponent(ExportDestination.markerName), encoding: .utf8), "run-2\n")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: fixture.directory.path).filter { $0.hasPrefix(".") }, [],
                        "no staged or replaced folder left behind")

@@ -43,13 +43,13 @@ final class RecipeErrorTests: XCTestCase {
 
     func testUnknownSectionWithNothingCloseListsTheSections() {
         XCTAssertEqual(fixture.errors(withTraining("  steps: 10\nwandb: true\n")), [
-            "r.yaml:10:1: wandb: unknown section; expected one of data, loss, model, optimizer, output, reference, reward, schedulers, training",
+            "r.yaml:10:1: wandb: unknown section; expected one of data, loss, model, optimizer, output, reference, requires, reward, schedulers, training",
         ])
     }
 
     func testRootMustBeAMapping() {
         XCTAssertEqual(fixture.errors("- model.gguf\n"), [
-            "r.yaml:1:1: the recipe is a list; expected a mapping of sections (model, reference, data, reward, loss, schedulers, optimizer, training, output)",
+            "r.yaml:1:1: the recipe is a list; expected a mapping of sections (model, reference, data, reward, loss, schedulers, optimizer, training, output, requires)",
         ])
     }
 
@@ -330,5 +330,29 @@ final class RecipeErrorTests: XCTestCase {
         XCTAssertEqual(fixture.errors(withTraining("\tsteps: 10\n")), [
             "r.yaml:9:1: YAML syntax error: found character that cannot start any token (while scanning for the next token at 9:1)",
         ])
+    }
+
+    // MARK: TRL's names
+
+    func testTRLNameInTheRightSectionSuggestsKeelsKey() {
+        XCTAssertEqual(fixture.errors(withTraining("  steps: 10\n  per_device_train_batch_size: 4\n  gradient_accumulation_steps: 2\n")), [
+            "r.yaml:10:3: training.per_device_train_batch_size: unknown key; did you mean 'batch_size'? ('per_device_train_batch_size' is TRL's name)",
+            "r.yaml:11:3: training.gradient_accumulation_steps: unknown key; did you mean 'grad_accum'? ('gradient_accumulation_steps' is TRL's name)",
+        ])
+    }
+
+    func testTRLNameElsewhereSuggestsTheFullKeyPath() {
+        XCTAssertEqual(fixture.errors(withTraining("  steps: 10\n  beta: 0.1\n  warmup_ratio: 0.1\nlearning_rate: 1.0e-6\nnum_train_epochs: 2\n")), [
+            "r.yaml:10:3: training.beta: unknown key; did you mean 'loss.beta'? ('beta' is TRL's name)",
+            "r.yaml:11:3: training.warmup_ratio: unknown key; did you mean 'optimizer.warmup_steps'? ('warmup_ratio' is TRL's name) (in steps: TRL's ratio × the run's steps)",
+            "r.yaml:12:1: learning_rate: unknown section; did you mean 'optimizer.lr'? ('learning_rate' is TRL's name)",
+            "r.yaml:13:1: num_train_epochs: unknown section; did you mean 'training.epochs'? ('num_train_epochs' is TRL's name)",
+        ])
+    }
+
+    /// A key a loss node does not have is not re-suggested as itself because TRL spells it that way too.
+    func testKeelsOwnNameMissingFromAPluginIsNotSuggestedAsItself() {
+        let yaml = Self.head.replacingOccurrences(of: "  beta: 0.1\n", with: "  beta: 0.1\n  loss_type: ipo\n") + "training:\n  steps: 10\n"
+        XCTAssertEqual(fixture.errors(yaml), ["r.yaml:8:3: loss.loss_type: unknown key; expected one of beta, name, weight"])
     }
 }

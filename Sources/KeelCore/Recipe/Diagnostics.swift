@@ -13,8 +13,10 @@ public struct RecipeDiagnostic: Error, Equatable, CustomStringConvertible {
         self.message = message
     }
 
+    /// Line 0: no line of a file (a `--set` override, named by `file`).
     public var description: String {
-        keyPath.isEmpty ? "\(file):\(mark): \(message)" : "\(file):\(mark): \(keyPath): \(message)"
+        let place = mark.line == 0 ? file : "\(file):\(mark)"
+        return keyPath.isEmpty ? "\(place): \(message)" : "\(place): \(keyPath): \(message)"
     }
 }
 
@@ -54,6 +56,66 @@ func closestMatch(to word: String, in candidates: [String]) -> String? {
 func suggestion(for word: String, in candidates: [String]) -> String {
     if let match = closestMatch(to: word, in: candidates) { return "did you mean '\(match)'?" }
     return "expected one of " + candidates.sorted().joined(separator: ", ")
+}
+
+/// Keel's key for a name TRL's `DPOConfig` / transformers' `TrainingArguments` use, for people who bring
+/// a TRL config: each answered by "did you mean" with where the value goes in a recipe.
+public enum TRLKeys {
+    public static let keel: [String: String] = [
+        "learning_rate": "optimizer.lr",
+        "lr_scheduler_type": "optimizer.schedule",
+        "warmup_steps": "optimizer.warmup_steps",
+        "warmup_ratio": "optimizer.warmup_steps",
+        "weight_decay": "optimizer.weight_decay",
+        "max_grad_norm": "optimizer.max_grad_norm",
+        "adam_beta1": "optimizer.beta1",
+        "adam_beta2": "optimizer.beta2",
+        "adam_epsilon": "optimizer.eps",
+        "num_train_epochs": "training.epochs",
+        "max_steps": "training.steps",
+        "per_device_train_batch_size": "training.batch_size",
+        "gradient_accumulation_steps": "training.grad_accum",
+        "max_length": "training.max_length",
+        "max_prompt_length": "training.max_length",
+        "max_completion_length": "training.max_length",
+        "seed": "training.seed",
+        "logging_steps": "training.log_every",
+        "eval_steps": "training.eval_every",
+        "save_steps": "training.checkpoint_every",
+        "save_total_limit": "training.keep_checkpoints",
+        "beta": "loss.beta",
+        "loss_type": "loss.loss_type",
+        "label_smoothing": "loss.label_smoothing",
+        "rpo_alpha": "loss: [{name: dpo}, {name: sft, weight: α}]",
+        "precompute_ref_log_probs": "reference.cache_logprobs",
+        "ref_model": "reference.path",
+        "model_name_or_path": "model",
+        "output_dir": "output.dir",
+        "run_name": "output.name",
+        "sync_ref_model": "schedulers: [{name: ref-sync}]",
+        "ref_model_sync_steps": "schedulers: [{name: ref-sync, tau: N}]",
+        "ref_model_mixup_alpha": "schedulers: [{name: ref-sync, alpha: α}]",
+    ]
+
+    /// How Keel's key reads from `path` (a section such as `optimizer`, a node such as `loss[0]`, or ""):
+    /// the bare key inside its own section or node, the full key path elsewhere.
+    static func suggestion(for key: String, at path: String) -> String? {
+        guard let target = keel[key] else { return nil }
+        let section = String(path.prefix { $0 != "." && $0 != "[" })
+        let note = key == "warmup_ratio" ? " (in steps: TRL's ratio × the run's steps)" : ""
+        if !section.isEmpty, target.hasPrefix(section + ".") {
+            let bare = target.dropFirst(section.count + 1)
+            // The same name in its own section is a key this plugin does not have, not TRL's spelling.
+            return bare == key ? nil : "did you mean '\(bare)'? ('\(key)' is TRL's name)\(note)"
+        }
+        return "did you mean '\(target)'? ('\(key)' is TRL's name)\(note)"
+    }
+}
+
+/// "unknown key; …" for a key of the mapping at `path` that is not among `candidates`: TRL's name for a
+/// Keel key first, then the closest candidate.
+func unknownKey(_ key: String, in candidates: [String], at path: String) -> String {
+    (TRLKeys.suggestion(for: key, at: path) ?? suggestion(for: key, in: candidates))
 }
 
 /// Edit distance counting insertions, deletions, substitutions and swaps of adjacent letters as one

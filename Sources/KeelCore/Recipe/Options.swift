@@ -212,11 +212,12 @@ public struct ResolvedOptions: Equatable, Sendable {
 ///
 /// `reserved` keys (e.g. a plugin node's `name`) are read by the caller and skipped here. Returns the
 /// resolved options even when some failed (failed ones take their default) so that later checks still run.
+/// `promised`: folders a required recipe exports to, which paths may name before they exist.
 func decodeOptions(_ specs: [OptionSpec], entries: [YAMLEntry], reserved: [String] = [],
-                   mapping: YAMLNode, path: String, baseDirectory: URL, sink: DiagnosticSink) -> ResolvedOptions {
+                   mapping: YAMLNode, path: String, baseDirectory: URL, promised: [URL] = [], sink: DiagnosticSink) -> ResolvedOptions {
     let known = specs.map(\.name) + reserved
     for entry in entries where !known.contains(entry.key) {
-        sink.error(entry.keyMark, joinPath(path, entry.key), "unknown key; " + suggestion(for: entry.key, in: known))
+        sink.error(entry.keyMark, joinPath(path, entry.key), "unknown key; " + unknownKey(entry.key, in: known, at: path))
     }
     return ResolvedOptions(entries: specs.map { spec in
         let keyPath = joinPath(path, spec.name)
@@ -226,7 +227,7 @@ func decodeOptions(_ specs: [OptionSpec], entries: [YAMLEntry], reserved: [Strin
             }
             return ResolvedOptions(defaultsOf: [spec]).entries[0]
         }
-        switch decodeValue(entry.value, as: spec.type, baseDirectory: baseDirectory) {
+        switch decodeValue(entry.value, as: spec.type, baseDirectory: baseDirectory, promised: promised) {
         case .success(let value):
             return .init(spec: spec, value: value, origin: .recipe(entry.value.mark))
         case .failure(let problem):
@@ -250,7 +251,7 @@ public func folderProblems(_ options: ResolvedOptions, fileOptions names: [Strin
 }
 
 /// One scalar against one option type. Only plain (unquoted) scalars are read as numbers or booleans.
-func decodeValue(_ node: YAMLNode, as type: OptionType, baseDirectory: URL) -> Result<OptionValue, ValueProblem> {
+func decodeValue(_ node: YAMLNode, as type: OptionType, baseDirectory: URL, promised: [URL] = []) -> Result<OptionValue, ValueProblem> {
     let expected = "expected \(type.expectation)"
     guard case .scalar(let text, let plain) = node.kind, !node.isNull else {
         return .failure(ValueProblem(message: "found \(node.kindName); \(expected)"))
@@ -283,7 +284,8 @@ func decodeValue(_ node: YAMLNode, as type: OptionType, baseDirectory: URL) -> R
     case .path(let mustExist):
         guard !text.isEmpty else { return .failure(ValueProblem(message: "empty path; \(expected)")) }
         let url = URL(fileURLWithPath: text, relativeTo: baseDirectory).standardizedFileURL
-        if mustExist {
+        let isPromised = promised.contains { url.path == $0.path || url.path.hasPrefix($0.path + "/") }
+        if mustExist, !isPromised {
             var status = stat()
             guard stat(url.path, &status) == 0 else {
                 return .failure(ValueProblem(message: "no such file: \(url.path); expected a path to an existing file, relative to the recipe's folder"))

@@ -115,6 +115,12 @@ public struct PluginGraph {
             }
         }
 
+        if let mark = line(recipe.output, "reference_dir"), referenceUser == nil || recipe.cachesReferenceLogProbs {
+            refuse(mark, "output.reference_dir", referenceUser == nil
+                   ? "exports the reference model, but no plugin uses one (\(losses)); expected a loss that needs a reference"
+                   : "exports the reference model, but reference.cache_logprobs keeps only its log-probs; expected cache_logprobs: false")
+        }
+
         // Schedulers: one owner per hyper-parameter; a learning-rate scheduler replaces optimizer.schedule.
         let optimizer = recipe.optimizerConfig
         for (i, scheduler) in recipe.schedulers.enumerated() {

@@ -22,6 +22,8 @@ public struct Recipe {
     public let logging: ResolvedOptions
     /// Where each top-level section starts, for messages about a whole section.
     public let sectionMarks: [String: Mark]
+    /// `requires:`: recipes whose `output.dir` this one reads, trained first when that folder is missing.
+    public let requirements: [RecipeRequirement]
 
     public var trainingConfig: TrainingConfig { TrainingConfig(training) }
     public var optimizerConfig: OptimizerConfig { OptimizerConfig(optimizer) }
@@ -34,6 +36,22 @@ public struct Recipe {
     public var exportCopyDirectory: URL? { output.string("dir").map { URL(fileURLWithPath: $0, isDirectory: true) } }
     /// `logging.tensorboard`: the folder whose `<run id>/` subfolder receives the run's TensorBoard event files, live.
     public var tensorBoardDirectory: URL? { logging.string("tensorboard").map { URL(fileURLWithPath: $0, isDirectory: true) } }
+    /// `output.reference_dir`: where the reference model is exported at the end (e.g. for the `implicit` reward).
+    public var referenceExportDirectory: URL? { output.string("reference_dir").map { URL(fileURLWithPath: $0, isDirectory: true) } }
+}
+
+/// One entry of `requires:`: a recipe that makes a model this recipe reads, at that recipe's `output.dir`
+/// (and `output.reference_dir`). Validation accepts paths inside those folders before they exist; a run
+/// trains the required recipe first when one of them is missing (`TrainingRun.trainRequirements`).
+public struct RecipeRequirement: Equatable {
+    /// The required recipe file, and how messages name it (as written in `requires:`).
+    public let file: URL
+    public let displayName: String
+    /// The folders its run exports to: what this recipe may read before they exist.
+    public let outputs: [URL]
+
+    /// The first of `outputs` that does not exist yet; nil when the required recipe need not run.
+    public var missingOutput: URL? { outputs.first { !FileManager.default.fileExists(atPath: $0.path) } }
 }
 
 /// One plugin in the recipe: which plugin, where it was written, its options and (losses) its weight.
@@ -93,6 +111,14 @@ public struct TrainingConfig: Equatable {
         evalGenerations = o.int("eval_generations") ?? 0
         evalMaxNewTokens = o.int("eval_max_new_tokens") ?? 64
     }
+
+    /// Optimizer steps in one pass over `trainExamples` (at least 1; a last partial step is dropped).
+    public func stepsPerEpoch(trainExamples: Int) -> Int {
+        max(1, (trainExamples + batchSize - 1) / batchSize / gradAccum)
+    }
+
+    /// `steps`, or `epochs` passes over `trainExamples`.
+    public func totalSteps(trainExamples: Int) -> Int { steps ?? (epochs ?? 1) * stepsPerEpoch(trainExamples: trainExamples) }
 }
 
 /// `optimizer:` as typed values: AdamW with an optional warmup + decay learning-rate schedule.
@@ -143,7 +169,7 @@ public struct OptimizerConfig: Equatable {
 /// The declared options of the recipe's own sections: decoded, planned and documented with the same
 /// machinery as plugin options.
 public enum RecipeSchema {
-    public static let sections = ["model", "reference", "data", "reward", "loss", "schedulers", "optimizer", "training", "output", "logging"]
+    public static let sections = ["model", "reference", "data", "reward", "loss", "schedulers", "optimizer", "training", "output", "logging", "requires"]
     public static let requiredSections = ["model", "data", "loss", "training"]
     /// The most optimizer steps a run may take (a step count the machine could finish, and whose
     /// products with batch sizes and lengths stay far from overflow). Memory is bounded separately,
@@ -199,6 +225,8 @@ public enum RecipeSchema {
         OptionSpec("name", .string, default: .absent(note: "the recipe's file name"), help: "run name: letters, digits, '.', '_', '-'"),
         OptionSpec("dir", .path(mustExist: false), default: .absent(note: "only var/runs/<run>/export"),
                    help: "also export the final model to this folder, relative to the recipe's folder (replaced by each completed run; e.g. a reward model that other recipes read); must be new or a previous export (holding .keel-export), and neither the recipe's folder, var/ nor a folder containing them"),
+        OptionSpec("reference_dir", .path(mustExist: false), default: .absent(note: "not exported"),
+                   help: "also export the reference model at the end to this folder (e.g. for the `implicit` reward of a DPO policy)"),
     ]
 
     public static let logging: [OptionSpec] = [

@@ -9,6 +9,8 @@ public struct RecipeLoader {
     /// Folders `output.dir` may neither be nor contain, besides the recipe's own folder: `var/` (and, in
     /// the daemon, the watched folder). See `ExportDestination`.
     public var protectedDirectories: [URL] = []
+    /// `keel run --set`: applied in order to the recipe's tree (not to the recipes it requires).
+    public var overrides: [RecipeOverride] = []
 
     public init(registry: PluginRegistry = .builtin(), protecting protectedDirectories: [URL] = []) {
         self.registry = registry
@@ -17,30 +19,109 @@ public struct RecipeLoader {
 
     /// `displayName`: how messages name the file (default: the path as given).
     public func load(_ url: URL, displayName: String? = nil) throws -> PluginGraph {
+        try load(url, displayName: displayName, requiredBy: [])
+    }
+
+    /// Loads a recipe already read (the daemon reads each file once: its hash, its text, its checks).
+    public func load(_ source: RecipeSource, from url: URL, displayName: String? = nil) throws -> PluginGraph {
+        try load(source, from: url, displayName: displayName ?? url.relativePath, requiredBy: [])
+    }
+
+    /// `requiredBy`: the recipes whose `requires:` led here, outermost first (a cycle is refused).
+    func load(_ url: URL, displayName: String?, requiredBy chain: [URL]) throws -> PluginGraph {
         let name = displayName ?? url.relativePath
         let source: RecipeSource
         do { source = try RecipeSource.read(url, displayName: name, maxBytes: yaml.maxBytes) } catch let error as YAMLError {
             throw RecipeErrors(diagnostics: [RecipeDiagnostic(file: name, mark: error.mark, keyPath: "", message: error.message)])
         }
-        return try load(source, from: url, displayName: name)
+        return try load(source, from: url, displayName: name, requiredBy: chain)
     }
 
-    /// Loads a recipe already read (the daemon reads each file once: its hash, its text, its checks).
-    public func load(_ source: RecipeSource, from url: URL, displayName: String? = nil) throws -> PluginGraph {
-        let name = displayName ?? url.relativePath
+    func load(_ source: RecipeSource, from url: URL, displayName name: String, requiredBy chain: [URL]) throws -> PluginGraph {
         let document: YAMLDocument
         do { document = try yaml.parse(bytes: Array(source.text.utf8), file: name) } catch let error as YAMLError {
             throw RecipeErrors(diagnostics: [RecipeDiagnostic(file: name, mark: error.mark, keyPath: "", message: error.message)])
         }
-        let root = document.root
+        var root = document.root
         let sink = DiagnosticSink(file: name)
         for problem in document.problems { sink.error(problem.mark, "", problem.message) }
-        let decoder = RecipeDecoder(registry: registry, directory: url.deletingLastPathComponent().standardizedFileURL,
-                                    file: name, text: source.text, sink: sink, protectedDirectories: protectedDirectories)
-        guard let recipe = decoder.recipe(root), sink.isEmpty else {
-            throw RecipeErrors(diagnostics: sink.diagnostics.enumerated().sorted { ($0.element.mark, $0.offset) < ($1.element.mark, $1.offset) }.map(\.element))
+        for (index, override) in overrides.enumerated() {
+            switch override.apply(to: root, index: index) {
+            case .success(let tree): root = tree
+            case .failure(let problem): sink.error(problem.mark, problem.keyPath, problem.message)
+            }
         }
-        return try PluginGraph.build(recipe)
+        let directory = url.deletingLastPathComponent().standardizedFileURL
+        let requirements = root["requires"].map {
+            self.requirements($0, directory: directory, sink: sink, chain: chain + [url.standardizedFileURL])
+        } ?? []
+        let decoder = RecipeDecoder(registry: registry, directory: directory, file: name, text: source.text, sink: sink,
+                                    protectedDirectories: protectedDirectories, requirements: requirements)
+        guard let recipe = decoder.recipe(root), sink.isEmpty else {
+            throw RecipeErrors(diagnostics: attributed(sink.diagnostics.enumerated()
+                .sorted { ($0.element.mark, $0.offset) < ($1.element.mark, $1.offset) }.map(\.element)))
+        }
+        do {
+            return try PluginGraph.build(recipe)
+        } catch let errors as RecipeErrors {
+            throw RecipeErrors(diagnostics: attributed(errors.diagnostics))
+        }
+    }
+
+    /// Diagnostics at a node an override wrote name that override instead of the file.
+    func attributed(_ diagnostics: [RecipeDiagnostic]) -> [RecipeDiagnostic] {
+        diagnostics.map { d in
+            guard d.mark.line == 0, overrides.indices.contains(d.mark.column - 1) else { return d }
+            return RecipeDiagnostic(file: "--set \(overrides[d.mark.column - 1].text)", mark: d.mark, keyPath: d.keyPath, message: d.message)
+        }
+    }
+
+    /// `requires: [FILE, …]`: each file (relative to the recipe's folder) exists, is a valid recipe that
+    /// does not require this one in turn, and exports to a fixed folder (`output.dir` or `output.reference_dir`).
+    func requirements(_ node: YAMLNode, directory: URL, sink: DiagnosticSink, chain: [URL]) -> [RecipeRequirement] {
+        let expected = "expected a recipe file, relative to this recipe's folder, whose output.dir this recipe reads"
+        guard let items = node.items else {
+            sink.error(node.mark, "requires", "found \(node.kindName); expected a list of recipe files (requires: [FILE, …])")
+            return []
+        }
+        return items.enumerated().compactMap { index, item -> RecipeRequirement? in
+            let keyPath = joinPath("requires", index: index)
+            guard let text = item.scalar, !item.isNull, !text.isEmpty else {
+                sink.error(item.mark, keyPath, "found \(item.kindName); \(expected)")
+                return nil
+            }
+            let url = URL(fileURLWithPath: text, relativeTo: directory).standardizedFileURL
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                sink.error(item.mark, keyPath, "no such file: \(url.path); \(expected)")
+                return nil
+            }
+            guard !chain.contains(where: { $0.path == url.path }) else {
+                let cycle = (chain + [url]).map(\.lastPathComponent).joined(separator: " → ")
+                sink.error(item.mark, keyPath, "\(text) requires this recipe in turn (\(cycle)); expected requirements without a cycle")
+                return nil
+            }
+            let graph: PluginGraph
+            var plain = self
+            plain.overrides = []
+            do {
+                graph = try plain.load(url, displayName: text, requiredBy: chain)
+            } catch let errors as RecipeErrors {
+                let count = errors.diagnostics.count
+                sink.error(item.mark, keyPath, "\(text) is not a valid recipe (\(count) problem\(count == 1 ? "" : "s"), the first: "
+                           + "\(errors.diagnostics.first.map(\.description) ?? "")); expected a recipe that keel validate accepts")
+                return nil
+            } catch {
+                sink.error(item.mark, keyPath, "\(text): \(error); expected a recipe that keel validate accepts")
+                return nil
+            }
+            let outputs = [graph.recipe.exportCopyDirectory, graph.recipe.referenceExportDirectory].compactMap { $0 }
+            guard !outputs.isEmpty else {
+                sink.error(item.mark, keyPath, "\(text) sets no output.dir; expected a recipe that exports its model to a fixed folder "
+                           + "(output: {dir: …}) for this one to read")
+                return nil
+            }
+            return RecipeRequirement(file: url, displayName: text, outputs: outputs)
+        }
     }
 }
 
@@ -51,7 +132,11 @@ struct RecipeDecoder {
     let file: String
     let text: String
     let sink: DiagnosticSink
-    var protectedDirectories: [URL] = []
+    let protectedDirectories: [URL]
+    let requirements: [RecipeRequirement]
+
+    /// Folders required recipes export to: path options may name them (or files in them) before they exist.
+    var promised: [URL] { requirements.flatMap(\.outputs) }
 
     func recipe(_ root: YAMLNode) -> Recipe? {
         guard let entries = root.entries else {
@@ -59,7 +144,7 @@ struct RecipeDecoder {
             return nil
         }
         for entry in entries where !RecipeSchema.sections.contains(entry.key) {
-            sink.error(entry.keyMark, entry.key, "unknown section; " + suggestion(for: entry.key, in: RecipeSchema.sections))
+            sink.error(entry.keyMark, entry.key, "unknown section; " + unknownKey(entry.key, in: RecipeSchema.sections, at: ""))
         }
         for section in RecipeSchema.requiredSections where root[section] == nil {
             sink.error(root.mark, section, "missing section; expected `\(section):`")
@@ -90,15 +175,18 @@ struct RecipeDecoder {
             sink.error(root["output"]?["name"]?.mark ?? root.mark, "output.name",
                        "'\(name)' is not a valid run name; expected letters, digits, '.', '_', '-'")
         }
-        if let dir = output.string("dir"),
-           let problem = ExportDestination.problem(URL(fileURLWithPath: dir), protected: [directory] + protectedDirectories) {
-            sink.error(root["output"]?["dir"]?.mark ?? root.mark, "output.dir", problem)
+        for key in ["dir", "reference_dir"] {
+            if let dir = output.string(key),
+               let problem = ExportDestination.problem(URL(fileURLWithPath: dir), protected: [directory] + protectedDirectories) {
+                sink.error(root["output"]?[key]?.mark ?? root.mark, "output.\(key)", problem)
+            }
         }
         let logging = options("logging", RecipeSchema.logging)
         guard let model else { return nil }
         let recipe = Recipe(file: file, directory: directory, text: text, model: model, reference: reference, data: data, reward: reward,
                             loss: loss, schedulers: schedulers, optimizer: optimizer, training: training, output: output, logging: logging,
-                            sectionMarks: Dictionary(uniqueKeysWithValues: root.entries?.map { ($0.key, $0.keyMark) } ?? []))
+                            sectionMarks: Dictionary(uniqueKeysWithValues: root.entries?.map { ($0.key, $0.keyMark) } ?? []),
+                            requirements: requirements)
         // A tiny model's size is known here; a pretrained one's is checked when the run starts (its header).
         if case .tiny = model, let problem = try? MemoryEstimate.of(recipe).problem() {
             sink.error(root["model"]?.mark ?? root.mark, "model.tiny", problem)
@@ -113,7 +201,7 @@ struct RecipeDecoder {
             return ResolvedOptions(defaultsOf: specs)
         }
         return decodeOptions(specs, entries: entries, reserved: reserved, mapping: node, path: path,
-                             baseDirectory: directory, sink: sink)
+                             baseDirectory: directory, promised: promised, sink: sink)
     }
 
     // MARK: model
@@ -210,7 +298,7 @@ struct RecipeDecoder {
         }
         let reserved = weighted ? ["name", "weight"] : ["name"]
         let options = decodeOptions(type.descriptor.options, entries: entries, reserved: reserved, mapping: node, path: path,
-                                    baseDirectory: directory, sink: sink)
+                                    baseDirectory: directory, promised: promised, sink: sink)
         // Cross-option checks run only when every option the recipe sets has decoded: a value that failed
         // already has its error, and judging the default standing in for it would contradict the recipe.
         let written = entries.filter { entry in type.descriptor.options.contains { $0.name == entry.key } }.count

@@ -71,6 +71,22 @@ public final class KeelStore: @unchecked Sendable {
         try database.query("SELECT * FROM runs WHERE id = ?", runID).first.map(Self.runRecord)
     }
 
+    /// The id `reference` names: a run's id, the start of exactly one id, or `latest` (the run created last).
+    public func resolveRunID(_ reference: String) throws -> String {
+        if reference == RunReference.latest {
+            guard let id = try database.query("SELECT id FROM runs ORDER BY created_at DESC, id DESC LIMIT 1").first else {
+                throw StoreError.unknownRun(reference)
+            }
+            return try id.string("id")
+        }
+        if try run(reference) != nil { return reference }
+        let matches = try database.query("SELECT id FROM runs WHERE substr(id, 1, length(?1)) = ?1 ORDER BY created_at DESC, id DESC", reference)
+            .map { try $0.string("id") }
+        guard matches.count <= 1 else { throw StoreError.ambiguousRun(reference, matches: matches) }
+        guard let id = matches.first else { throw StoreError.unknownRun(reference) }
+        return id
+    }
+
     /// Runs that trained exactly this recipe + data + model, oldest first.
     public func runs(withFingerprint fingerprint: String) throws -> [RunRecord] {
         try database.query("SELECT * FROM runs WHERE fingerprint = ? ORDER BY created_at, id", fingerprint)
@@ -94,13 +110,27 @@ public final class KeelStore: @unchecked Sendable {
         let limit = limit ?? -1  // SQLite: a negative LIMIT is no limit
         let runs = try database.query("SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT ?", limit)
             .map(Self.runRecord)
-        let rows = try database.query("""
+        return try summaries(runs, latestMetrics: database.query("""
             WITH recent AS (SELECT id FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1),
                  last AS (SELECT run_id, split, MAX(step) AS step FROM metrics
                           WHERE run_id IN (SELECT id FROM recent) GROUP BY run_id, split)
             SELECT m.run_id, m.split, m.step, m.name, m.value
             FROM metrics m JOIN last USING (run_id, split, step)
-            """, limit)
+            """, limit))
+    }
+
+    /// One run with the metrics of its last train and eval step (nil: no such run).
+    public func runSummary(_ runID: String) throws -> RunSummary? {
+        guard let run = try run(runID) else { return nil }
+        return try summaries([run], latestMetrics: database.query("""
+            WITH last AS (SELECT run_id, split, MAX(step) AS step FROM metrics WHERE run_id = ?1 GROUP BY run_id, split)
+            SELECT m.run_id, m.split, m.step, m.name, m.value
+            FROM metrics m JOIN last USING (run_id, split, step)
+            """, runID)).first
+    }
+
+    /// `runs` with their latest metrics, from rows (run_id, split, step, name, value) of each run's last steps.
+    private func summaries(_ runs: [RunRecord], latestMetrics rows: [SQLiteRow]) throws -> [RunSummary] {
         var latest: [String: [MetricSplit: MetricsAtStep]] = [:]
         for row in rows {
             let split = try Self.enumValue(MetricSplit.self, row, "metrics", "split")

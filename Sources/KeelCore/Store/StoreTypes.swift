@@ -89,6 +89,13 @@ public struct RunSummary: Equatable, Sendable {
     public var run: RunRecord
     public var latestTrain: MetricsAtStep?
     public var latestEval: MetricsAtStep?
+
+    /// Seconds left for a running run: the steps still to do × the latest logged step time.
+    public var etaSeconds: Double? {
+        guard run.observedStatus == .running, let total = run.totalSteps,
+              let stepTime = latestTrain?.values[TrainMetric.stepTime] else { return nil }
+        return Double(max(total - run.currentStep, 0)) * stepTime
+    }
 }
 
 public struct CheckpointRecord: Equatable, Sendable {
@@ -121,9 +128,15 @@ public struct QueuedRecipe: Equatable, Sendable {
     public var error: String?
 }
 
+/// How commands name a run besides its id or a unique prefix of it.
+public enum RunReference {
+    public static let latest = "latest"
+}
+
 public enum StoreError: Error, CustomStringConvertible, Equatable {
     case schemaTooNew(path: String, found: Int, supported: Int)
     case unknownRun(String)
+    case ambiguousRun(String, matches: [String])
     case unknownCheckpoint(runID: String, step: Int)
     case unknownQueueEntry(Int64)
     case notANumber(runID: String, step: Int, name: String)
@@ -134,6 +147,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
         case let .schemaTooNew(path, found, supported):
             "\(path) has schema version \(found), but this Keel knows versions up to \(supported); upgrade Keel"
         case let .unknownRun(id): "no run with id '\(id)'"
+        case let .ambiguousRun(prefix, matches):
+            "'\(prefix)' starts \(matches.count) run ids (\(matches.prefix(5).joined(separator: ", "))\(matches.count > 5 ? ", …" : "")); expected a longer prefix"
         case let .unknownCheckpoint(runID, step): "run '\(runID)' has no checkpoint at step \(step)"
         case let .unknownQueueEntry(id): "no recipe queue entry with id \(id)"
         case let .notANumber(runID, step, name):

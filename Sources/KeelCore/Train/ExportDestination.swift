@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 
-/// `output.dir`: a folder outside `var/runs/` that receives a copy of each completed run's export, at a
+/// `output.dir` (and `output.reference_dir`): a folder outside `var/runs/` that receives a copy of each completed run's export, at a
 /// path that does not change between runs (e.g. a reward model that other recipes read).
 ///
 /// Keel replaces that folder with every completed run, so it only ever replaces a folder it wrote
@@ -48,9 +48,10 @@ public enum ExportDestination {
 
     /// Puts a copy of `source` (an export with its marker) at `destination`, after checking it again:
     /// it may have appeared since the recipe was validated.
-    static func replace(_ destination: URL, with source: URL, runID: String, protected: [URL]) throws {
+    /// `key`: the recipe option that named `destination` (`output.dir`, `output.reference_dir`), for messages.
+    static func replace(_ destination: URL, with source: URL, runID: String, protected: [URL], key: String) throws {
         if let problem = problem(destination, protected: protected) {
-            throw TrainerError("output.dir: \(problem); the model stays in \(source.path)")
+            throw TrainerError("\(key): \(problem); the model stays in \(source.path)")
         }
         let files = FileManager.default
         let parent = destination.deletingLastPathComponent()

@@ -5,11 +5,12 @@ import Foundation
 ///
 /// Parts (SHA-256 hex each): `recipe` (the file's text), `data <path>` (each input file a data node
 /// names, e.g. the `hh` source's `path`), `model` (the GGUF file; a Hugging Face folder's files, in name
-/// order; for `tiny` its resolved options, which determine the random weights), and `reference` when
-/// `reference.path` names another model.
+/// order; for `tiny` its resolved options, which determine the random weights), `reference` when
+/// `reference.path` names another model, and `overrides` when `keel run --set` changed the recipe.
 public enum RunFingerprint {
-    public static func parts(recipe: Recipe, recipeText: String) throws -> [String: String] {
+    public static func parts(recipe: Recipe, recipeText: String, overrides: [RecipeOverride] = []) throws -> [String: String] {
         var parts = ["recipe": SHA256.hex(of: Data(recipeText.utf8))]
+        if !overrides.isEmpty { parts["overrides"] = SHA256.hex(of: Data(overrides.map(\.text).joined(separator: "\n").utf8)) }
         for node in recipe.data {
             for entry in node.options.entries {
                 guard case .path(mustExist: true) = entry.spec.type, case .path(let path)? = entry.value else { continue }

@@ -153,8 +153,7 @@ public final class Trainer: TrainingContext {
                           epsilon: Float(optimizerConfig.epsilon), weightDecay: Float(optimizerConfig.weightDecay),
                           weightDecayExempt: Set(trainable.names.filter { $0.contains("norm") }))
         learningRate = optimizerConfig.learningRate
-        let microBatchesPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
-        totalSteps = config.steps ?? (config.epochs ?? 1) * max(1, microBatchesPerEpoch / config.gradAccum)
+        totalSteps = config.totalSteps(trainExamples: train.count)
 
         var checkpointable: [(String, any Checkpointable)] = []
         for (node, plugin) in plugins.data { if let c = plugin as? any Checkpointable { checkpointable.append((node.keyPath, c)) } }

@@ -15,6 +15,8 @@ public struct RunLayout: Sendable {
     public func htmlReport(_ runID: String) -> URL { run(runID).appendingPathComponent("report.html") }
     /// The final model as a Hugging Face folder, written when the run completes.
     public func export(_ runID: String) -> URL { run(runID).appendingPathComponent("export", isDirectory: true) }
+    /// The reference model at the end, when the recipe asks for it (`output.reference_dir`).
+    public func referenceExport(_ runID: String) -> URL { run(runID).appendingPathComponent("reference-export", isDirectory: true) }
 }
 
 /// `events.kind` values written by training runs.
@@ -26,6 +28,8 @@ public enum RunEvent {
     /// it or its inputs changed. The run is marked failed with the reason.
     public static let resumeRefused = "resume-refused"
     public static let finished = "finished"
+    /// `keel run --set`: the overrides as given, applied again by `keel resume` and `keel export`.
+    public static let overrides = "overrides"
     /// A stop request (SIGTERM/SIGINT) ended the run after a checkpoint; it resumes from there.
     public static let stopped = "stopped"
     /// Every score a ranking data filter (DEFT) gave, one event per node: `ExampleScoresEvent`.
@@ -95,22 +99,30 @@ public final class TrainingRun: TrainingObserver {
         checkpoints = try RunCheckpoints(store: store, runID: runID, checkpointsDirectory: layout.checkpoints(runID), keepLast: keepCheckpoints)
     }
 
-    /// `keel run`: a new run of the recipe at `recipePath`; returns its id once it has completed.
-    /// `runID`: use this id (e.g. one the daemon chose); a `queued` run row with it is taken over as is.
+    /// `keel run`: a new run of the recipe at `recipePath` (changed by `overrides`); returns its id once
+    /// it has completed. `runID`: use this id (e.g. one the daemon chose); a `queued` run row with it is
+    /// taken over as is.
     @discardableResult
-    public static func start(recipePath: String, layout: RunLayout, registry: PluginRegistry,
+    public static func start(recipePath: String, overrides: [RecipeOverride] = [], layout: RunLayout, registry: PluginRegistry,
                              display: ProgressDisplay, runID chosenID: String? = nil) throws -> String {
         let url = URL(fileURLWithPath: recipePath).standardizedFileURL
-        let graph = try RecipeLoader(registry: registry, protecting: [layout.varDirectory]).load(url, displayName: recipePath)
+        var loader = RecipeLoader(registry: registry, protecting: [layout.varDirectory])
+        loader.overrides = overrides
+        let graph = try loader.load(url, displayName: recipePath)
         let text = graph.recipe.text
-        let parts = try RunFingerprint.parts(recipe: graph.recipe, recipeText: text)
+        try trainRequirements(of: graph.recipe, layout: layout, registry: registry, display: display)
+        let parts = try RunFingerprint.parts(recipe: graph.recipe, recipeText: text, overrides: overrides)
         let store = try KeelStore(path: layout.store)
         let runID = chosenID ?? RunID.make(recipeName: graph.recipe.outputName)
         if let existing = try store.run(runID) {
             guard existing.status == .queued else { throw TrainerError("run \(runID) already exists (\(existing.status.rawValue)); use keel resume") }
         } else {
+            // A foreground run's output also goes to its own log, for `keel logs`.
+            let log = layout.run(runID).appendingPathComponent(foregroundLogName)
             try store.createRun(NewRun(id: runID, recipePath: url.path, recipeText: text,
-                                       fingerprint: RunFingerprint.combined(parts), fingerprintParts: parts))
+                                       fingerprint: RunFingerprint.combined(parts), fingerprintParts: parts, logPath: log.path))
+            try display.tee(to: log)
+            if !overrides.isEmpty { try store.recordEvent(runID, kind: RunEvent.overrides, overrides.map(\.text)) }
         }
         display.line("run \(runID)")
         try execute(store: store, runID: runID, graph: graph, layout: layout, display: display)
@@ -135,9 +147,11 @@ public final class TrainingRun: TrainingObserver {
                 throw TrainerError("run \(runID): its recipe \(record.recipePath) no longer exists")
             }
             let url = URL(fileURLWithPath: record.recipePath)
-            graph = try RecipeLoader(registry: registry, protecting: [layout.varDirectory]).load(url, displayName: record.recipePath)
+            let loader = try recipeLoader(of: runID, store: store, registry: registry, layout: layout)
+            graph = try loader.load(url, displayName: record.recipePath)
             let changes = RunFingerprint.differences(recorded: record.fingerprintParts,
-                                                     current: try RunFingerprint.parts(recipe: graph.recipe, recipeText: graph.recipe.text))
+                                                     current: try RunFingerprint.parts(recipe: graph.recipe, recipeText: graph.recipe.text,
+                                                                                       overrides: loader.overrides))
             if !changes.isEmpty {
                 guard force else {
                     throw TrainerError("refusing to resume run \(runID): what it trained has changed since it started:\n  "
@@ -153,8 +167,31 @@ public final class TrainingRun: TrainingObserver {
             try store.setStatus(runID, .failed, error: "\(error)")
             throw error
         }
+        try trainRequirements(of: graph.recipe, layout: layout, registry: registry, display: display)
         display.line("resume \(runID)")
         try execute(store: store, runID: runID, graph: graph, layout: layout, display: display)
+    }
+
+    /// The log of a `keel run` in its run folder (a daemon worker's is `worker.log`).
+    public static let foregroundLogName = "run.log"
+
+    /// A loader that applies the `--set` overrides `runID` was started with.
+    static func recipeLoader(of runID: String, store: KeelStore, registry: PluginRegistry, layout: RunLayout) throws -> RecipeLoader {
+        var loader = RecipeLoader(registry: registry, protecting: [layout.varDirectory])
+        if let event = try store.events(runID).last(where: { $0.kind == RunEvent.overrides }) {
+            loader.overrides = try JSONDecoder().decode([String].self, from: Data(event.message.utf8)).map(RecipeOverride.init)
+        }
+        return loader
+    }
+
+    /// Trains first, in the foreground, each recipe of `requires:` whose output folder does not exist yet
+    /// (a required recipe's own requirements before it).
+    static func trainRequirements(of recipe: Recipe, layout: RunLayout, registry: PluginRegistry, display: ProgressDisplay) throws {
+        for requirement in recipe.requirements {
+            guard let missing = requirement.missingOutput else { continue }
+            display.line("\(recipe.file) requires \(requirement.displayName), whose output \(missing.path) does not exist yet: training it first")
+            try start(recipePath: requirement.file.path, layout: layout, registry: registry, display: display)
+        }
     }
 
     /// Prepares the trainer, restores the latest checkpoint if any, trains, exports; the run's status
@@ -188,7 +225,8 @@ public final class TrainingRun: TrainingObserver {
             // Staging the start state allocates (and faults in) the staging buffers now, so that a
             // checkpoint in the loop costs only the copy (SmolLM2: 1.6 GB of fresh pages took seconds).
             _ = try trainer.checkpointFiles(staging: training.staging)
-            display.begin(totalSteps: trainer.totalSteps, fromStep: trainer.step)
+            display.begin(totalSteps: trainer.totalSteps, fromStep: trainer.step,
+                          stepsPerEpoch: graph.recipe.trainingConfig.stepsPerEpoch(trainExamples: trainer.trainPairs.count))
             let started = Date()
             try trainer.train(observer: training)
             let trainSeconds = Date().timeIntervalSince(started)
@@ -198,8 +236,15 @@ public final class TrainingRun: TrainingObserver {
             try ExportDestination.mark(layout.export(runID), runID: runID)
             if let copy = graph.recipe.exportCopyDirectory {
                 try ExportDestination.replace(copy, with: layout.export(runID), runID: runID,
-                                              protected: [graph.recipe.directory, layout.varDirectory])
+                                              protected: [graph.recipe.directory, layout.varDirectory], key: "output.dir")
                 display.line("model exported to \(copy.path) too (output.dir)")
+            }
+            if let referenceCopy = graph.recipe.referenceExportDirectory, let reference = trainer.reference {
+                try export(reference, tokenizer: trainer.tokenizer, to: layout.referenceExport(runID))
+                try ExportDestination.mark(layout.referenceExport(runID), runID: runID)
+                try ExportDestination.replace(referenceCopy, with: layout.referenceExport(runID), runID: runID,
+                                              protected: [graph.recipe.directory, layout.varDirectory], key: "output.reference_dir")
+                display.line("reference model exported to \(referenceCopy.path) (output.reference_dir)")
             }
             if let report = try GenerationReport(store: store, runID: runID) {
                 try Data(report.markdown.utf8).write(to: layout.report(runID), options: .atomic)
@@ -255,7 +300,8 @@ public final class TrainingRun: TrainingObserver {
         guard let record = try store.run(runID) else { throw StoreError.unknownRun(runID) }
         let checkpoints = try RunCheckpoints(store: store, runID: runID, checkpointsDirectory: layout.checkpoints(runID), keepLast: 1)
         guard let checkpoint = try checkpoints.latest() else { throw TrainerError("run \(runID) has no complete checkpoint to export") }
-        let recipe = try RecipeLoader(registry: registry).load(URL(fileURLWithPath: record.recipePath), displayName: record.recipePath).recipe
+        let recipe = try recipeLoader(of: runID, store: store, registry: registry, layout: layout)
+            .load(URL(fileURLWithPath: record.recipePath), displayName: record.recipePath).recipe
         let model = try ModelLoading.model(recipe.model, maxLength: recipe.trainingConfig.maxLength)
         let weights = try checkpoint.url(of: TrainerCheckpointFile.model)
         try ModelLoading.load(model.parameters, from: weights)
