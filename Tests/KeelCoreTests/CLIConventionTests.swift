@@ -27,7 +27,7 @@ final class CLIConventionTests: XCTestCase {
                                     "--set", "loss[0].beta=1"])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertEqual(bad.error.split(separator: "\n").map(String.init), [
-            "--set training.steps=ten: training.steps: ten is not an integer; expected an integer in [1, ∞)",
+            "--set training.steps=ten: training.steps: ten is not an integer; expected an integer in [1, 100000000]",
             "--set trainig.seed=1: trainig: unknown section; did you mean 'training'?",
             "--set loss[0].beta=1: loss is a mapping, not a list; expected loss.KEY",
         ])
