@@ -11,7 +11,7 @@
 #
 # The examples read data/preferences.jsonl, a placeholder; here they read the first 240 pairs of
 # Anthropic HH (../shared/data/hh-harmless-1800.jsonl) with 32 held out (evaluated every 10 steps, a
-# checkpoint every 10). `-learn` runs use MethodLearningTests' replacements (1800 pairs, 240 steps of 8,
+# checkpoint every 10; deft-dpo, which does not shuffle, splits before its `deft` filter). `-learn` runs use MethodLearningTests' replacements (1800 pairs, 240 steps of 8,
 # lr 3e-3). var-rm scores with the reward-model run's export, var-implicit with the dpo run's export
 # against the tr-dpo-soft run's; dpo-cached is dpo with reference.cache_logprobs.
 set -euo pipefail
@@ -51,6 +51,7 @@ recipe() {   # $1 = name; writes its recipe to stdout
     fi
     sed -e "s|{name: preference-jsonl, path: data/preferences.jsonl}|{name: hh, path: $hh, limit: 240}|" \
         -e "s|^  - {name: shuffle}|  - {name: shuffle}\n  - {name: split, eval_count: 32}|" \
+        -e "s|^  - {name: deft,|  - {name: split, eval_count: 32}\n  - {name: deft,|" \
         -e "s|^training: {\(.*\)}|training: {\1, eval_every: 10, checkpoint_every: 10, log_every: 1}|" \
         -e "s|path: models/reward-model|path: $(if [ "$name" = var-rm ]; then export_of reward-model; fi)|" \
         -e "s|policy: models/dpo-policy, reference: models/start|$(if [ "$name" = var-implicit ]; then

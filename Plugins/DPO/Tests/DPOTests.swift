@@ -71,7 +71,7 @@ final class DPOTests: XCTestCase {
         let plugin = try DPOLoss(options: options([:]))
         let policy = Self.batch.tensors().policy
         XCTAssertThrowsError(try plugin.loss(LossInput(policy: policy))) {
-            XCTAssertTrue("\($0)".contains("no reference log-probs"), "\($0)")
+            XCTAssertTrue("\($0)".contains("no signal `reference-logprobs`"), "\($0)")
         }
         var empty = Self.batch
         empty.rejectedTokens[4] = 0

@@ -24,7 +24,7 @@ public struct RecipeLoader {
         guard let recipe = decoder.recipe(root), sink.isEmpty else {
             throw RecipeErrors(diagnostics: sink.diagnostics.enumerated().sorted { ($0.element.mark, $0.offset) < ($1.element.mark, $1.offset) }.map(\.element))
         }
-        return try PluginGraph.build(recipe)
+        return try PluginGraph.build(recipe, registry: registry)
     }
 }
 

@@ -23,7 +23,7 @@ public enum RunEvent {
     public static let finished = "finished"
     /// A stop request (SIGTERM/SIGINT) ended the run after a checkpoint; it resumes from there.
     public static let stopped = "stopped"
-    /// Every score a ranking data filter (DEFT) gave, one event per node: `ExampleScoresEvent`.
+    /// Every score a ranking data filter gave, one event per node: `ExampleScoresEvent`.
     public static let exampleScores = "example-scores"
     /// Greedy answers to held-out prompts at one step: `GenerationsEvent`.
     public static let generations = "generations"
@@ -174,7 +174,8 @@ public final class TrainingRun: TrainingObserver {
             let trainSeconds = Date().timeIntervalSince(started)
             display.end()
             // The export overlaps the final checkpoint's background write (the weights no longer change).
-            try export(trainer.policy, rewardHead: trainer.rewardModel?.score, tokenizer: trainer.tokenizer, to: layout.export(runID))
+            let rewardHead = trainer.signalRun.trainable.first { $0.name == LlamaRewardModel.scoreWeightName }?.tensor
+            try export(trainer.policy, rewardHead: rewardHead, tokenizer: trainer.tokenizer, to: layout.export(runID))
             if let copy = graph.recipe.exportCopyDirectory {
                 try replaceDirectory(copy, with: layout.export(runID))
                 display.line("model exported to \(copy.path) too (output.dir)")
