@@ -1,11 +1,12 @@
+import Foundation
 import KeelCore
 
 /// The reward model's head as a signal: a scalar head `score.weight` [1, C] on the policy's final hidden
 /// state at each sequence's last token (`last-hidden-states`), r(x, y) = score · h_L(x ⊕ y)[last]. The
 /// head is created before training from its own sub-stream of `training.seed`, N(0, 0.02²) as
 /// transformers initialises one, and added to the run's trainable parameters under `score.weight`: the
-/// optimizer updates it with the backbone, checkpoints store it, and the run's export with a
-/// `score.weight` is a Hugging Face `LlamaForSequenceClassification` (`LlamaRewardModel`).
+/// optimizer updates it with the backbone, checkpoints store it, and the run's export (and `keel export`)
+/// is a Hugging Face `LlamaForSequenceClassification` (`LlamaRewardModel`).
 public final class RewardHeadSignal: SignalProvider {
     /// r of the chosen and the rejected completion of each pair, [B] each; differentiable through the
     /// head and the backbone.
@@ -26,6 +27,15 @@ public final class RewardHeadSignal: SignalProvider {
         let score = LlamaRewardModel.initialScore(hidden: run.policy.config.hidden, generator: &generator)
         try run.addTrainable(LlamaRewardModel.scoreWeightName, score)
         self.score = score
+    }
+
+    /// The run's model is a reward model: the backbone and the trained head, as `LlamaRewardModel` saves it.
+    public func exportModel(_ policy: LlamaModel, parameters: [String: Tensor], to directory: URL) throws -> Bool {
+        guard let score = parameters[LlamaRewardModel.scoreWeightName] else {
+            throw PluginInputError("\(Self.descriptor.name): no trained '\(LlamaRewardModel.scoreWeightName)' to export")
+        }
+        try LlamaRewardModel(backbone: policy, score: score).save(to: directory)
+        return true
     }
 
     public func compute(_ keys: [SignalKey], for batch: SignalBatch, in run: SignalRun, into values: inout SignalValues) throws {

@@ -130,10 +130,16 @@ public protocol SignalProvider: KeelPlugin {
     /// Adds the values of `keys` (those of its `provides` the run needs) for `batch` to `values`, which
     /// already holds every signal these keys need.
     func compute(_ keys: [SignalKey], for batch: SignalBatch, in run: SignalRun, into values: inout SignalValues) throws
+    /// Writes the run's final model to `directory` when this provider's trainable parameters change what
+    /// the model is (e.g. a reward model's head), and says so; false (the default) leaves the export to the
+    /// trainer, a causal LM. `parameters`: the parameters providers added, by name, as trained.
+    func exportModel(_ policy: LlamaModel, parameters: [String: Tensor], to directory: URL) throws -> Bool
 }
 
 extension SignalProvider {
     public func prepare(_ run: SignalRun) throws {}
+
+    public func exportModel(_ policy: LlamaModel, parameters: [String: Tensor], to directory: URL) throws -> Bool { false }
 }
 
 /// One micro-batch as signal providers see it.

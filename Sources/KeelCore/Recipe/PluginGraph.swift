@@ -155,6 +155,11 @@ public struct SignalProviderNode {
     public var requires: SignalRequirements
     /// Keys of other providers that these keys need.
     var needs: [SignalKey]
+
+    /// The provider, with its options' defaults (recipes do not configure providers).
+    public func instantiate() throws -> any SignalProvider {
+        try type.init(options: ResolvedOptions(defaultsOf: type.descriptor.options))
+    }
 }
 
 /// The graph's one rule for signals: a needed key has exactly one registered provider, that provider's

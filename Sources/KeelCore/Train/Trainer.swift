@@ -140,9 +140,7 @@ public final class Trainer: TrainingContext {
             guard let source = sources[pair.id] else { throw TrainerError("pair \(pair.id) has no source text for the reward plugin") }
             return try textTokenizer.texts(source)
         }
-        signalProviders = try graph.signalProviders.map { node in
-            (try node.type.init(options: ResolvedOptions(defaultsOf: node.type.descriptor.options)), node.keys)
-        }
+        signalProviders = try graph.signalProviders.map { (try $0.instantiate(), $0.keys) }
         var trainable = policy.parameters
         log("model: \(trainable.scalarCount) parameters\(reference == nil ? "" : ", with a frozen reference")")
         for (provider, _) in signalProviders { try provider.prepare(signalRun) }

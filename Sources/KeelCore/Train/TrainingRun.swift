@@ -174,8 +174,9 @@ public final class TrainingRun: TrainingObserver {
             let trainSeconds = Date().timeIntervalSince(started)
             display.end()
             // The export overlaps the final checkpoint's background write (the weights no longer change).
-            let rewardHead = trainer.signalRun.trainable.first { $0.name == LlamaRewardModel.scoreWeightName }?.tensor
-            try export(trainer.policy, rewardHead: rewardHead, tokenizer: trainer.tokenizer, to: layout.export(runID))
+            try export(trainer.policy, providers: trainer.signalProviders.map(\.provider),
+                       parameters: Dictionary(uniqueKeysWithValues: trainer.signalRun.trainable.map { ($0.name, $0.tensor) }),
+                       tokenizer: trainer.tokenizer, to: layout.export(runID))
             if let copy = graph.recipe.exportCopyDirectory {
                 try replaceDirectory(copy, with: layout.export(runID))
                 display.line("model exported to \(copy.path) too (output.dir)")
@@ -228,12 +229,12 @@ public final class TrainingRun: TrainingObserver {
         try files.moveItem(at: staged, to: destination)
     }
 
-    /// Writes `model` and its tokenizer as a Hugging Face folder; with `rewardHead`, as a reward model
-    /// (`LlamaRewardModel`: `LlamaForSequenceClassification`, `score.weight`).
-    public static func export(_ model: LlamaModel, rewardHead: Tensor? = nil, tokenizer: BPETokenizer, to directory: URL) throws {
-        if let rewardHead {
-            try LlamaRewardModel(backbone: model, score: rewardHead).save(to: directory)
-        } else {
+    /// Writes `model` and its tokenizer as a Hugging Face folder: as the first of the run's signal
+    /// `providers` that exports the model writes it (with `parameters`, those the providers trained),
+    /// else as a causal LM.
+    public static func export(_ model: LlamaModel, providers: [any SignalProvider] = [], parameters: [String: Tensor] = [:],
+                              tokenizer: BPETokenizer, to directory: URL) throws {
+        if try !providers.contains(where: { try $0.exportModel(model, parameters: parameters, to: directory) }) {
             try model.weights().saveHuggingFace(to: directory)
         }
         try tokenizer.writeHuggingFaceFiles(to: directory)
@@ -245,13 +246,17 @@ public final class TrainingRun: TrainingObserver {
         guard let record = try store.run(runID) else { throw StoreError.unknownRun(runID) }
         let checkpoints = try RunCheckpoints(store: store, runID: runID, checkpointsDirectory: layout.checkpoints(runID), keepLast: 1)
         guard let checkpoint = try checkpoints.latest() else { throw TrainerError("run \(runID) has no complete checkpoint to export") }
-        let recipe = try RecipeLoader(registry: registry).load(URL(fileURLWithPath: record.recipePath), displayName: record.recipePath).recipe
+        let graph = try RecipeLoader(registry: registry).load(URL(fileURLWithPath: record.recipePath), displayName: record.recipePath)
+        let recipe = graph.recipe
         let model = try ModelLoading.model(recipe.model, maxLength: recipe.trainingConfig.maxLength)
         let weights = try checkpoint.url(of: TrainerCheckpointFile.model)
         try ModelLoading.load(model.parameters, from: weights)
+        // The checkpoint's tensors beyond the policy's are those signal providers trained.
         let file = try SafeTensorsFile(path: weights.path)
-        let rewardHead = try file.tensor(named: LlamaRewardModel.scoreWeightName).map { try file.load($0.name) }
-        try export(model, rewardHead: rewardHead, tokenizer: try ModelLoading.tokenizer(recipe.model), to: directory)
+        var parameters: [String: Tensor] = [:]
+        for info in file.tensors where model.parameters[info.name] == nil { parameters[info.name] = try file.load(info.name) }
+        try export(model, providers: try graph.signalProviders.map { try $0.instantiate() }, parameters: parameters,
+                   tokenizer: try ModelLoading.tokenizer(recipe.model), to: directory)
     }
 
     // MARK: TrainingObserver
