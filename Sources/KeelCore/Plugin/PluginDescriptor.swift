@@ -21,8 +21,6 @@ public enum DataShape: String, CaseIterable, Codable, Sendable {
     case unpaired
     /// prompt + one target completion (supervised fine-tuning).
     case sft
-    /// per-token labels or weights on completions.
-    case tokenLevel = "token-level"
 }
 
 /// Role of a data plugin within the pipeline.

@@ -60,13 +60,15 @@ extension PluginRegistry {
         without a `reward:` node). For each micro-batch the trainer computes the providers in dependency
         order into one keyed store, `LossInput`, which the loss reads with `try input[Signals.policyLogProbs]`.
 
-        Worked example, DEFT's guidance term: `deft-guidance` needs `policy-expectations`. The `policy`
-        provider computes it in the same forward pass as `policy-logprobs` (one LM-head kernel, one backward)
-        from `expectation-vector`, which the `differential-distribution` provider (Plugins/DEFT) computes once
-        per run as Q_diff of the training pairs. `keel plan` lists the chosen providers in order:
-        `differential-distribution: expectation-vector`, then `policy: policy-logprobs, policy-expectations
-        [requires policy, separate-rows]`. A new signal is a plugin of its own (`keel plugin new NAME --kind
-        signal`: a differentiable per-token entropy of the policy and a loss that needs it).
+        Worked example, an entropy bonus beside DPO (`keel plugin new token-entropy --kind signal` writes it):
+        the loss `token-entropy-bonus` declares `needs: [token-entropy]` and the package's provider
+        `token-entropy` declares `provides: [token-entropy (requires policy, separate-rows)]`, computing each
+        completion's mean per-token entropy of the policy, differentiably, in its own forward pass. With
+        `loss: [{name: dpo}, {name: token-entropy-bonus, weight: 0.01}]`, `keel plan` lists the providers
+        `policy: policy-logprobs`, `reference: reference-logprobs` and `token-entropy: token-entropy
+        [requires policy, separate-rows]`; batches then keep chosen and rejected rows apart, and the loss
+        reads `try input[TokenEntropySignal.entropy]`. Without the package installed the recipe is refused:
+        "'token-entropy-bonus' needs signal `token-entropy`, but no signal provider computes it".
 
         """
 
