@@ -6,7 +6,7 @@ import KeelCore
 /// token statistics that separate chosen from rejected completions.
 ///
 /// With Q_diff = Q_pos − Q_neg the chosen-minus-rejected token distribution of the pairs this node
-/// receives (`DifferentialDistribution` in KeelCore):
+/// receives (`DifferentialDistribution`):
 ///
 ///     R(x, y)  = (1/|y|) · Σ_t Σ_v pθ(v | x, y_<t) · Q_diff(v)                      (differential distribution reward)
 ///

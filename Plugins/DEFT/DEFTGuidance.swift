@@ -5,9 +5,10 @@ import KeelCore
 ///
 ///     L = −(1/B) · Σ_b R(x_b, y_w,b),    R(x, y) = (1/|y|) · Σ_t Σ_v πθ(v | x, y_<t) · Q_diff(v)
 ///
-/// with Q_diff = Q_pos − Q_neg over the training pairs' completion tokens (`DifferentialDistribution`,
-/// counted before token-level filters such as `deft`) and R differentiable through πθ (the trainer runs
-/// the LM head's softmax-expectation kernel beside its log-probs, one forward and one backward). Added to
+/// with Q_diff = Q_pos − Q_neg over the training pairs' completion tokens (`DifferentialDistributionSignal`,
+/// counted before token-level filters such as `deft`) and R differentiable through πθ: the loss needs
+/// `policy-expectations`, which the policy's provider computes with the LM head's softmax-expectation
+/// kernel beside its log-probs (one forward and one backward) from the `expectation-vector` Q_diff. Added to
 /// any loss with the node's weight μ, e.g.
 ///
 ///     loss:
@@ -28,19 +29,16 @@ public final class DEFTGuidanceLoss: LossPlugin {
     public static let descriptor = PluginDescriptor(
         name: "deft-guidance", kind: .loss,
         summary: "DEFT guidance: −mean R(x, y_w), the chosen completions' expected Q_diff under the policy (add with weight μ)",
-        capabilities: [.needsDifferentialReward, .referenceFree], consumes: [.paired],
+        capabilities: [.referenceFree], needs: [Signals.policyExpectations.key], consumes: [.paired],
         metrics: [Metric.rewardChosen, Metric.rewardRejected, Metric.rewardMargin])
 
     public init(options: ResolvedOptions) throws {}
 
     public func loss(_ input: LossInput) throws -> LossOutput {
-        guard let rewards = input.differentialRewards else {
-            throw PluginInputError("deft-guidance: no differential rewards in the loss input; expected the trainer to compute them (capability needs-differential-reward)")
-        }
-        let (chosen, rejected) = try input.policy.pairs("policy", for: Self.descriptor.name)
-        guard rewards.chosen.shape == chosen.logProbs.shape, rewards.rejected.shape == rejected.logProbs.shape else {
+        let rewards = try input[Signals.policyExpectations]
+        guard rewards.chosen.shape.count == 1, rewards.chosen.count > 0, rewards.rejected.shape == rewards.chosen.shape else {
             throw PluginInputError("deft-guidance: differential rewards of shapes \(rewards.chosen.shape) and \(rewards.rejected.shape); "
-                                 + "expected \(chosen.logProbs.shape), one per pair")
+                                 + "expected equal shapes [B], B ≥ 1, one per pair")
         }
         let meanChosen = Double(rewards.chosen.mean().item()), meanRejected = Double(rewards.rejected.mean().item())
         return LossOutput(loss: -rewards.chosen.mean(), metrics: [

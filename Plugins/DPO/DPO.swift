@@ -42,7 +42,8 @@ public final class DPOLoss: LossPlugin {
             .double(Option.labelSmoothing, 0.0, in: NumericRange(lower: 0, upper: 0.5, upperOpen: true),
                     "ε: assumed probability that a preference label is flipped (cdpo and robust only)"),
         ],
-        capabilities: [.needsReference, .pairwiseLoss], consumes: [.paired], metrics: PairwiseMetrics.names)
+        capabilities: [.pairwiseLoss], needs: [Signals.policyLogProbs.key, Signals.referenceLogProbs.key], consumes: [.paired],
+        metrics: PairwiseMetrics.names)
 
     public let beta: Double
     public let lossType: LossType
@@ -71,11 +72,8 @@ public final class DPOLoss: LossPlugin {
 
     public func loss(_ input: LossInput) throws -> LossOutput {
         let name = Self.descriptor.name
-        guard let referenceBatch = input.reference else {
-            throw PluginInputError("\(name): no reference log-probs in the batch; the trainer must score the reference model")
-        }
-        let policy = try input.policy.pairs("policy", for: name)
-        let reference = try referenceBatch.pairs("reference", for: name)
+        let policy = try input[Signals.policyLogProbs].pairs("policy", for: name)
+        let reference = try input[Signals.referenceLogProbs].pairs("reference", for: name)
         guard policy.chosen.logProbs.shape == reference.chosen.logProbs.shape else {
             throw PluginInputError("\(name): \(policy.chosen.logProbs.count) policy pairs but \(reference.chosen.logProbs.count) reference pairs")
         }

@@ -66,7 +66,7 @@ public final class GeneratePairsSource: PolicySampledSource {
                        help: "seed of the sampler; unset: a sub-stream of training.seed"),
             OptionSpec(Option.limit, .int(.atLeast(1)), default: .absent(note: "all"), help: "use at most this many prompts"),
         ],
-        capabilities: [.needsRewards], dataRole: .source, produces: .paired,
+        capabilities: [.scoresWithReward], dataRole: .source, produces: .paired,
         metrics: [Metric.rewardMean, Metric.rewardChosen, Metric.rewardRejected, Metric.lengthMean])
 
     public static func checkOptions(_ options: ResolvedOptions) -> [OptionProblem] {

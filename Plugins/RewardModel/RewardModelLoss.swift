@@ -8,9 +8,9 @@ import KeelCore
 ///
 ///     L = −(1/B) Σ_b log σ(r_w,b − r_l,b)
 ///
-/// The trainer creates, seeds, checkpoints and exports the head (capability `reward-head`); the run's
-/// `export/` folder is a Hugging Face `LlamaForSequenceClassification` that the `rm` reward scores with.
-/// With `reward-model` as the only loss the LM head is never evaluated.
+/// The loss needs the signal `reward-head` (`RewardHeadSignal`, which creates, seeds and trains the head;
+/// the run's `export/` folder is then a Hugging Face `LlamaForSequenceClassification` that the `rm`
+/// reward scores with). With `reward-model` as the only loss the LM head is never evaluated.
 ///
 /// Metrics (TRL's `RewardTrainer`): `accuracy` = share of pairs with r_w > r_l (a tie counts as wrong),
 /// `margin` = mean of r_w − r_l, and the mean rewards `rewards/chosen`, `rewards/rejected`.
@@ -25,17 +25,15 @@ public final class RewardModelLoss: LossPlugin {
     public static let descriptor = PluginDescriptor(
         name: "reward-model", kind: .loss,
         summary: "Bradley–Terry reward model: a scalar head on the last hidden state, −log σ(r_chosen − r_rejected)",
-        capabilities: [.rewardHead, .pairwiseLoss, .referenceFree], consumes: [.paired],
+        capabilities: [.pairwiseLoss, .referenceFree], needs: [RewardHeadSignal.scores.key], consumes: [.paired],
         metrics: [Metric.accuracy, Metric.margin, Metric.rewardsChosen, Metric.rewardsRejected])
 
     public init(options: ResolvedOptions) throws {}
 
     public func loss(_ input: LossInput) throws -> LossOutput {
         let name = Self.descriptor.name
-        guard case .paired(let chosen, let rejected)? = input.rewardHead else {
-            throw PluginInputError("\(name): no paired reward-head scores in the batch; expected the trainer to score chosen and rejected "
-                                 + "completions with the head (capability reward-head)")
-        }
+        let scores = try input[RewardHeadSignal.scores]
+        let (chosen, rejected) = (scores.chosen, scores.rejected)
         guard chosen.shape == rejected.shape, chosen.shape.count == 1, chosen.count > 0 else {
             throw PluginInputError("\(name): chosen rewards have shape \(chosen.shape), rejected \(rejected.shape); expected equal shapes [B], B ≥ 1")
         }

@@ -21,13 +21,13 @@ public final class SFTLoss: LossPlugin {
     public static let descriptor = PluginDescriptor(
         name: "sft", kind: .loss,
         summary: "token-mean negative log-likelihood of the chosen (or single target) completion",
-        capabilities: [.referenceFree], consumes: [.paired, .sft], metrics: [Metric.logpsChosen])
+        capabilities: [.referenceFree], needs: [Signals.policyLogProbs.key], consumes: [.paired, .sft], metrics: [Metric.logpsChosen])
 
     public init(options: ResolvedOptions) throws {}
 
     public func loss(_ input: LossInput) throws -> LossOutput {
         let target: SequenceScores
-        switch try input.policy {
+        switch try input[Signals.policyLogProbs] {
         case .paired(let chosen, _): target = chosen
         case .single(let scores, _): target = scores
         }

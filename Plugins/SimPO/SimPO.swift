@@ -40,7 +40,7 @@ public final class SimPOLoss: LossPlugin {
             .double(Option.labelSmoothing, 0.0, in: NumericRange(lower: 0, upper: 0.5, upperOpen: true),
                     "ε: assumed probability that a preference label is flipped (sigmoid only)"),
         ],
-        capabilities: [.referenceFree, .pairwiseLoss, .requiresNonEmptyCompletions], consumes: [.paired],
+        capabilities: [.referenceFree, .pairwiseLoss, .requiresNonEmptyCompletions], needs: [Signals.policyLogProbs.key], consumes: [.paired],
         metrics: PairwiseMetrics.names)
 
     public let beta: Double
@@ -63,7 +63,7 @@ public final class SimPOLoss: LossPlugin {
 
     public func loss(_ input: LossInput) throws -> LossOutput {
         let name = Self.descriptor.name
-        let policy = try input.policy.pairs("policy", for: name)
+        let policy = try input[Signals.policyLogProbs].pairs("policy", for: name)
         let beta = input.hyperparameters[ControlledValue.beta] ?? self.beta
         let chosen = try policy.chosen.lengthAveraged("chosen", for: name)          // [B]
         let rejected = try policy.rejected.lengthAveraged("rejected", for: name)    // [B]

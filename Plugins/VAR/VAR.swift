@@ -53,7 +53,8 @@ public final class VARLoss: LossPlugin {
             .choice(Option.policyLogp, PolicyTerm.allCases.map(\.rawValue), PolicyTerm.mean.rawValue,
                     "log πθ in the loss: per-token mean or sequence sum"),
         ],
-        capabilities: [.needsRewards, .needsReference, .requiresNonEmptyCompletions], consumes: [.paired],
+        capabilities: [.requiresNonEmptyCompletions],
+        needs: [Signals.policyLogProbs.key, Signals.rewards.key, Signals.referenceLogProbs.key], consumes: [.paired],
         metrics: [Metric.weightEntropy, Metric.maxWeight])
 
     public let lambda: Double
@@ -82,10 +83,10 @@ public final class VARLoss: LossPlugin {
 
     public func loss(_ input: LossInput) throws -> LossOutput {
         let name = Self.descriptor.name
-        let policy = try input.policy.pairs("policy", for: name)
+        let policy = try input[Signals.policyLogProbs].pairs("policy", for: name)
         let pairs = policy.chosen.tokenCounts.count
-        guard case .paired(let chosenRewards, let rejectedRewards)? = input.rewards else {
-            throw PluginInputError("\(name): no paired rewards in the batch; the trainer must score both completions with the recipe's reward plugin")
+        guard case .paired(let chosenRewards, let rejectedRewards) = try input[Signals.rewards] else {
+            throw PluginInputError("\(name): single-completion rewards in the batch; expected the chosen and the rejected completion's")
         }
         guard chosenRewards.count == pairs, rejectedRewards.count == pairs else {
             throw PluginInputError("\(name): \(chosenRewards.count) chosen and \(rejectedRewards.count) rejected rewards for \(pairs) pairs")
@@ -98,10 +99,7 @@ public final class VARLoss: LossPlugin {
 
         var referenceLogps = [Double](repeating: 0, count: 2 * pairs)
         if referenceTerm != .none {
-            guard let referenceBatch = input.reference else {
-                throw PluginInputError("\(name): no reference log-probs in the batch (ref_logp \(referenceTerm.rawValue)); the trainer must score the reference model")
-            }
-            let reference = try referenceBatch.pairs("reference", for: name)
+            let reference = try input[Signals.referenceLogProbs].pairs("reference", for: name)
             guard reference.chosen.tokenCounts.count == pairs else {
                 throw PluginInputError("\(name): \(pairs) policy pairs but \(reference.chosen.tokenCounts.count) reference pairs")
             }

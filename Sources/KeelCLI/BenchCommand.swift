@@ -1,4 +1,5 @@
 import ArgumentParser
+import DPO
 import Foundation
 import KeelCore
 
@@ -104,7 +105,7 @@ struct ModelBenchOptions: ParsableArguments {
             options.warmup = warmup
             options.profile = profile
             options.sharesPrompt = !separatePrompts
-            let report = try ModelBenchmark.run(options)
+            let report = try ModelBenchmark.run(options, preferenceLoss: try DPOLoss(options: ResolvedOptions(defaultsOf: DPOLoss.descriptor.options)))
             if json {
                 print(try JSONOutput.line(report))
             } else {

@@ -69,7 +69,7 @@ struct PluginTemplate {
 
         @_cdecl("\(PluginLibraryABI.registerSymbol)")
         public func keelPluginRegister() -> UnsafeMutableRawPointer {
-            PluginLibraryExports([\(example.typeName).self]).retained()
+            PluginLibraryExports([\(example.typeNames.map { $0 + ".self" }.joined(separator: ", "))]).retained()
         }
 
         """
@@ -106,6 +106,7 @@ struct PluginTemplate {
         case .reward: return .reward(name: name, typeName: module + "Reward", module: module)
         case .data: return .data(name: name, typeName: module + "Filter", module: module)
         case .scheduler: return .scheduler(name: name, typeName: module + "Scheduler", module: module)
+        case .signal: return .signal(name: name, typeName: module + "Signal", lossTypeName: module + "Loss", module: module)
         }
     }
 }
@@ -113,6 +114,9 @@ struct PluginTemplate {
 /// One example plugin per kind, with a test that checks it against its formula.
 struct PluginExample {
     let typeName: String
+    /// Every plugin type the library registers (the example's own first).
+    var typeNames: [String] { [typeName] + companionTypeNames }
+    var companionTypeNames: [String] = []
     let summary: String
     let recipeLine: String
     let source: String
@@ -140,8 +144,8 @@ struct PluginExample {
                         .double("beta", 0.1, in: .positive, "β: scale of the implicit reward margin"),
                         .double("margin", 1.0, in: .positive, "the scaled margin beyond which a pair stops contributing"),
                     ],
-                    capabilities: [.needsReference, .pairwiseLoss], consumes: [.paired],
-                    metrics: ["hinge/active", "rewards/margins"])
+                    capabilities: [.pairwiseLoss], needs: [Signals.policyLogProbs.key, Signals.referenceLogProbs.key],
+                    consumes: [.paired], metrics: ["hinge/active", "rewards/margins"])
 
                 let beta: Double
                 let margin: Double
@@ -153,10 +157,8 @@ struct PluginExample {
 
                 public func loss(_ input: LossInput) throws -> LossOutput {
                     let name = Self.descriptor.name
-                    let policy = try input.policy.pairs("policy", for: name)
-                    guard let reference = try input.reference?.pairs("reference", for: name) else {
-                        throw PluginInputError("\\(name): no reference log-probs; expected them (the plugin declares needs-reference)")
-                    }
+                    let policy = try input[Signals.policyLogProbs].pairs("policy", for: name)
+                    let reference = try input[Signals.referenceLogProbs].pairs("reference", for: name)
                     let h = (policy.chosen.logProbs - reference.chosen.logProbs)
                           - (policy.rejected.logProbs - reference.rejected.logProbs)     // [B]
                     let perPair = (Float(margin) - Float(beta) * h).relu()               // [B]
@@ -397,6 +399,115 @@ struct PluginExample {
                     let resumed = try \(typeName)(options: options)
                     try resumed.restoreState(plugin.saveState())
                     XCTAssertEqual(resumed.decays, 2)
+                }
+            }
+
+            """)
+    }
+
+    static func signal(name: String, typeName: String, lossTypeName: String, module: String) -> PluginExample {
+        PluginExample(
+            typeName: typeName, companionTypeNames: [lossTypeName],
+            summary: "a signal, the policy's mean per-token entropy of each completion (differentiable), and a loss `\(name)-bonus` that needs it",
+            recipeLine: "loss:\n  - {name: dpo, beta: 0.1}\n  - {name: \(name)-bonus, weight: 0.01}",
+            source: """
+            import KeelCore
+
+            /// A signal: the policy's mean per-token entropy over each completion,
+            ///
+            ///     H(x, y) = −(1/|y|) · Σ_t Σ_v πθ(v | x, y_<t) · log πθ(v | x, y_<t)
+            ///
+            /// [B] for the chosen and for the rejected completions, differentiable through the policy (its own
+            /// forward pass: the final hidden states at the completion positions, the LM head, a log-softmax).
+            public final class \(typeName): SignalProvider {
+                public static let entropy = Signal<PairedTensors>("\(name)")
+
+                public static let descriptor = PluginDescriptor(
+                    name: "\(name)", kind: .signal, summary: "the policy's mean per-token entropy of each completion",
+                    provides: [ProvidedSignal(entropy.key, requires: [.policy, .separateRows], "H(x, y) of the chosen and the rejected completion, [B] each")])
+
+                public init(options: ResolvedOptions) throws {}
+
+                public func compute(_ keys: [SignalKey], for batch: SignalBatch, in run: SignalRun, into values: inout SignalValues) throws {
+                    let sequences = batch.sequences.separateRows
+                    guard let head = run.policy.parameters[LlamaTensorName.lmHead] ?? run.policy.parameters[LlamaTensorName.embedTokens] else {
+                        throw PluginInputError("\\(Self.descriptor.name): the policy has no LM head")
+                    }
+                    // The positions that predict a completion token, and the row each belongs to.
+                    let positions = sequences.targets.indices.filter { sequences.targets[$0] != ignoreIndex }
+                    let logp = run.policy.hiddenStates(sequences, rows: positions).matmul(head, transposeB: true).logSoftmax()   // [M, V]
+                    let perToken = -(logp.exp() * logp).sum(axes: [1])                                                          // [M]
+                    // Row means as one product: A[r, m] = 1/|y_r| where position m belongs to row r.
+                    var average = [Float](repeating: 0, count: sequences.rows * positions.count)
+                    for (m, position) in positions.enumerated() {
+                        let row = position / sequences.length
+                        average[row * positions.count + m] = 1 / Float(max(sequences.completionCounts[row], 1))
+                    }
+                    let means = Tensor(shape: [sequences.rows, positions.count], data: average)
+                        .matmul(perToken.reshaped([positions.count, 1])).reshaped([sequences.rows])
+                    let pairs = batch.pairs.count
+                    values.set(Self.entropy, PairedTensors(chosen: means.rows(0..<pairs), rejected: means.rows(pairs..<2 * pairs)))
+                }
+            }
+
+            /// A loss that needs the signal: −mean H(x, y_w), an entropy bonus on the chosen completions (add it to
+            /// a preference loss with a small weight). Metrics: the mean entropies of both completions.
+            public final class \(lossTypeName): LossPlugin {
+                public static let descriptor = PluginDescriptor(
+                    name: "\(name)-bonus", kind: .loss, summary: "−mean entropy of the chosen completions under the policy",
+                    needs: [\(typeName).entropy.key], consumes: [.paired],
+                    metrics: ["entropy/chosen", "entropy/rejected"])
+
+                public init(options: ResolvedOptions) throws {}
+
+                public func loss(_ input: LossInput) throws -> LossOutput {
+                    let entropy = try input[\(typeName).entropy]
+                    return LossOutput(loss: -entropy.chosen.mean(), metrics: [
+                        "entropy/chosen": Double(entropy.chosen.mean().item()),
+                        "entropy/rejected": Double(entropy.rejected.mean().item()),
+                    ])
+                }
+            }
+
+            """,
+            test: """
+            import Foundation
+            import KeelCore
+            import XCTest
+            import \(module)
+
+            final class \(module)Tests: XCTestCase {
+                /// On a tiny random model: the signal equals the entropy computed from the model's logits in Double,
+                /// and the bonus loss's gradient reaches the policy's parameters.
+                func testEntropyMatchesTheLogitsAndIsDifferentiable() throws {
+                    let config = LlamaConfig(layers: 1, hidden: 16, heads: 2, kvHeads: 1, headDim: 8, intermediate: 32, vocab: 32,
+                                             rmsEps: 1e-5, ropeTheta: 10_000, maxPositions: 16, tiedEmbeddings: true)
+                    let policy = try LlamaModel(randomWithConfig: config, seed: 3)
+                    let pairs = [TokenizedPair(id: "a", prompt: [1, 2], chosen: [3, 4, 5], rejected: [6]),
+                                 TokenizedPair(id: "b", prompt: [7], chosen: [8], rejected: [9, 10])]
+                    let run = SignalRun(policy: policy, pairs: pairs)
+                    let batch = SignalBatch(split: .train, indices: [0, 1], pairs: pairs, sequences: PairBatch(pairs, padID: 0, sharesPrompt: false))
+                    var values = SignalValues()
+                    let signal = try \(typeName)(options: ResolvedOptions(defaultsOf: []))
+                    try signal.compute([\(typeName).entropy.key], for: batch, in: run, into: &values)
+                    let entropy = try values[\(typeName).entropy]
+
+                    let sequences = batch.sequences.separateRows
+                    let logits = policy.logits(sequences).toArray()
+                    var expected = [Double](repeating: 0, count: sequences.rows)
+                    for position in 0..<sequences.rows * sequences.length where sequences.targets[position] != ignoreIndex {
+                        let row = logits[position * config.vocab..<(position + 1) * config.vocab].map(Double.init)
+                        let top = row.max()!, z = row.map { exp($0 - top) }.reduce(0, +)
+                        let h = -row.map { ($0 - top) - log(z) }.map { exp($0) * $0 }.reduce(0, +)
+                        expected[position / sequences.length] += h / Double(sequences.completionCounts[position / sequences.length])
+                    }
+                    let got = (entropy.chosen.toArray() + entropy.rejected.toArray()).map(Double.init)
+                    for (g, e) in zip(got, expected) { XCTAssertEqual(g, e, accuracy: 1e-4) }
+
+                    let output = try \(lossTypeName)(options: ResolvedOptions(defaultsOf: [])).loss(LossInput(values))
+                    output.loss.backward()
+                    let gradient = try XCTUnwrap(policy.parameters[LlamaTensorName.embedTokens]?.grad).toArray()
+                    XCTAssertGreaterThan(gradient.map { abs($0) }.max() ?? 0, 0)
                 }
             }
 

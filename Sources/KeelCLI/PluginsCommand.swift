@@ -18,7 +18,8 @@ import VAR
 let methodPluginTypes: [any KeelPlugin.Type] = [
     DPOLoss.self, SimPOLoss.self, SFTLoss.self, ReferenceSyncScheduler.self, POETTransform.self,
     LengthReward.self, KeywordReward.self, TopicReward.self, ExactAnswerReward.self, VARLoss.self, DEFTFilter.self, DEFTGuidanceLoss.self,
-    GeneratePairsSource.self, RewardModelLoss.self, ModelReward.self, ImplicitReward.self,
+    GeneratePairsSource.self, RewardModelLoss.self, ModelReward.self, ImplicitReward.self, DifferentialDistributionSignal.self,
+    RewardHeadSignal.self,
 ]
 
 /// The plugins this `keel` knows: Keel's built-ins, then the method plugins.

@@ -101,8 +101,8 @@ public final class LlamaModel {
     /// From one forward: [N] log π(targets[n] | tokens[..n]) and [N] E[n] = Σ_v π(v | tokens[..n])·q[v],
     /// the expectation of the constant vector q [V] under the same next-token distribution, at the same
     /// (non-ignored target) positions; both 0 elsewhere and both differentiable with respect to
-    /// `parameters` (DEFT's guidance term trains through E while the preference loss trains through the
-    /// log-probs, so the model runs, and backpropagates, once).
+    /// `parameters` (a loss may train through E while another trains through the log-probs: the model
+    /// runs, and backpropagates, once).
     public func targetLogProbsAndExpectations(_ batch: SequenceBatch, vector q: [Float]) -> (logProbs: Tensor, expectations: Tensor) {
         precondition(q.count == config.vocab, "expectation vector of \(q.count) values for a vocabulary of \(config.vocab)")
         let recording = Tensor.isGradEnabled && parameters.entries.contains { $0.tensor.requiresGrad }
@@ -143,7 +143,7 @@ public final class LlamaModel {
     }
 
     /// [N] E[n] = Σ_v π(v | tokens[..n])·q[v] at the non-ignored target positions (0 elsewhere), without
-    /// a graph: the no-grad half of `targetLogProbsAndExpectations` (DEFT's filter scores with it).
+    /// a graph: the no-grad half of `targetLogProbsAndExpectations` (model-scored data filters use it).
     public func targetExpectations(_ batch: SequenceBatch, vector q: [Float]) -> Tensor {
         precondition(q.count == config.vocab, "expectation vector of \(q.count) values for a vocabulary of \(config.vocab)")
         return withNoGrad {

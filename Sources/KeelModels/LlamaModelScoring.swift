@@ -23,7 +23,7 @@ extension LlamaModel {
 
     /// Per sequence, the mean over its completion positions of E = Σ_v π(v | prefix)·q[v], the expectation
     /// of the constant vector q [V] under the next-token distribution (0 for an empty completion); no graph.
-    /// DEFT's differential distribution reward with q = Q_diff. Results in the order of `sequences`.
+    /// Results in the order of `sequences`.
     public func completionExpectations(_ sequences: [PromptCompletionTokens], vector q: [Float],
                                        tokenBudget: Int = 4096) -> [Double] {
         var means = [Double](repeating: 0, count: sequences.count)

@@ -15,7 +15,61 @@ final class PluginGraphTests: XCTestCase {
               - {name: preference-jsonl, path: pairs.jsonl}
             loss: {name: test-reward-loss}
             training: {steps: 1}
-            """), ["r.yaml:4:7: loss: 'test-reward-loss' needs rewards, but the recipe has no reward plugin; expected a `reward:` node"])
+            """), ["r.yaml:4:7: loss: 'test-reward-loss' needs signal `rewards`; its provider 'rewards' requires the recipe's reward, but the recipe has no reward plugin; expected a `reward:` node"])
+    }
+
+    func testSignalNeedsWithoutAProvider() {
+        XCTAssertEqual(fixture.errors("""
+            model: model.gguf
+            data:
+              - {name: preference-jsonl, path: pairs.jsonl}
+            loss:
+              - {name: test-pairwise}
+              - {name: test-unprovided}
+            training: {steps: 1}
+            """), ["r.yaml:6:5: loss[1]: 'test-unprovided' needs signal `nobody-computes-this`, but no signal provider computes it; expected a built-in or installed plugin whose descriptor provides `nobody-computes-this`"])
+    }
+
+    func testSignalWithTwoProviders() throws {
+        var registry = testRegistry()
+        try registry.register(TestVectorProvider2.self)
+        XCTAssertThrowsError(try fixture.load("""
+            model: model.gguf
+            data:
+              - {name: preference-jsonl, path: pairs.jsonl}
+            reward: {name: test-length}
+            loss: {name: test-signal-loss}
+            training: {steps: 1}
+            """, registry: registry)) {
+            XCTAssertEqual(($0 as? RecipeErrors)?.diagnostics.map(\.description), ["r.yaml:5:7: loss: 'test-signal-loss' needs signal `test-vector` (through 'test-signal-provider', which computes `test-signal` from it), which 2 providers compute ('test-vector-provider' and 'test-vector-provider-2'); expected exactly one (remove the others from var/plugins/)"])
+        }
+    }
+
+    func testProviderRequirementMissingThroughAnotherProvider() {
+        XCTAssertEqual(fixture.errors("""
+            model: model.gguf
+            data:
+              - {name: preference-jsonl, path: pairs.jsonl}
+            loss: {name: test-signal-loss}
+            training: {steps: 1}
+            """), ["r.yaml:4:7: loss: 'test-signal-loss' needs signal `test-vector` (through 'test-signal-provider', which computes `test-signal` from it); its provider 'test-vector-provider' requires the recipe's reward, but the recipe has no reward plugin; expected a `reward:` node"])
+    }
+
+    func testProvidersComputeInDependencyOrder() throws {
+        let graph = try fixture.load("""
+            model: model.gguf
+            data:
+              - {name: preference-jsonl, path: pairs.jsonl}
+            reward: {name: test-length}
+            loss:
+              - {name: test-signal-loss}
+              - {name: test-pairwise}
+            training: {steps: 1}
+            """)
+        XCTAssertEqual(graph.signalProviders.map { $0.type.descriptor.name }, ["test-vector-provider", "test-signal-provider", "policy", "reference"])
+        XCTAssertEqual(graph.signalProviders.map(\.keys), [[TestVectorProvider.vector.key], [TestSignalProvider.signal.key],
+                                                          [Signals.policyLogProbs.key], [Signals.referenceLogProbs.key]])
+        XCTAssertEqual(graph.referenceNeededBy?.name, "test-pairwise")
     }
 
     func testReferenceMutatingSchedulerWithCachedReferenceLogProbs() {
@@ -30,17 +84,6 @@ final class PluginGraphTests: XCTestCase {
               - {name: test-ref-sync, every: 64}
             training: {steps: 1}
             """), ["r.yaml:8:5: schedulers[0]: 'test-ref-sync' changes the reference model during training, but reference.cache_logprobs (line 6) computes reference log-probs once; expected cache_logprobs: false"])
-    }
-
-    func testOnlineLossWithCachedReferenceLogProbs() {
-        XCTAssertEqual(fixture.errors("""
-            model: model.gguf
-            data:
-              - {name: preference-jsonl, path: pairs.jsonl}
-            loss: {name: test-online}
-            reference: {cache_logprobs: true}
-            training: {steps: 1}
-            """), ["r.yaml:4:7: loss: 'test-online' samples new completions during training, but reference.cache_logprobs (line 5) precomputes reference log-probs of the dataset's completions only; expected cache_logprobs: false"])
     }
 
     func testPairedLossFedUnpairedData() {

@@ -83,7 +83,8 @@ final class PluginRegistryTests: XCTestCase {
         XCTAssertTrue(markdown.contains("## Loss plugins\n\nNone registered yet.\n"), markdown)
         XCTAssertEqual(TestPairwiseLoss.descriptor.helpText(), """
             test-pairwise  (loss)  test: pairwise loss with a reference
-              capabilities: needs-reference, pairwise-loss
+              capabilities: pairwise-loss
+              needs: policy-logprobs, reference-logprobs
               consumes: paired
               metrics: margin
               beta  a number in (0, ∞); default: 0.1 — strength

@@ -165,7 +165,7 @@ final class RecipeErrorTests: XCTestCase {
     func testPluginOfTheWrongKind() {
         let yaml = Self.head.replacingOccurrences(of: "name: test-pairwise\n  beta: 0.1", with: "name: hh") + "training:\n  steps: 10\n"
         XCTAssertEqual(fixture.errors(yaml), [
-            "r.yaml:6:9: loss.name: 'hh' is a data plugin, not a loss plugin; expected one of test-online, test-pairwise, test-reward-loss, test-single",
+            "r.yaml:6:9: loss.name: 'hh' is a data plugin, not a loss plugin; expected one of test-pairwise, test-reward-loss, test-signal-loss, test-single, test-unprovided",
         ])
     }
 

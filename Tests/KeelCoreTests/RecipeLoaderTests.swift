@@ -180,7 +180,7 @@ final class DocsDPOLoss: LossPlugin {
     static let descriptor = PluginDescriptor(
         name: "dpo", kind: .loss, summary: "test declaration of the documented DPO node",
         options: [.double("beta", 0.1, in: .positive, "KL strength")],
-        capabilities: [.needsReference, .pairwiseLoss], consumes: [.paired])
+        capabilities: [.pairwiseLoss], needs: [Signals.policyLogProbs.key, Signals.referenceLogProbs.key], consumes: [.paired])
     init(options: ResolvedOptions) {}
     func loss(_ input: LossInput) throws -> LossOutput { throw PluginStateError(message: "declaration only") }
 }

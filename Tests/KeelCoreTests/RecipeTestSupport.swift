@@ -11,11 +11,11 @@ final class TestPairwiseLoss: LossPlugin {
     static let descriptor = PluginDescriptor(
         name: "test-pairwise", kind: .loss, summary: "test: pairwise loss with a reference",
         options: [.double("beta", 0.1, in: .positive, "strength")],
-        capabilities: [.needsReference, .pairwiseLoss], consumes: [.paired], metrics: ["margin"])
+        capabilities: [.pairwiseLoss], needs: [Signals.policyLogProbs.key, Signals.referenceLogProbs.key], consumes: [.paired], metrics: ["margin"])
     let beta: Double
     init(options: ResolvedOptions) { beta = options.double("beta") ?? 0 }
     func loss(_ input: LossInput) throws -> LossOutput {
-        guard case .paired(let c, let r) = try input.policy else { throw PluginStateError(message: "expected pairs") }
+        guard case .paired(let c, let r) = try input[Signals.policyLogProbs] else { throw PluginStateError(message: "expected pairs") }
         let margins = zip(c.logProbs.toArray(), r.logProbs.toArray()).map { Double($0 - $1) }
         let margin = margins.reduce(0, +) / Double(margins.count)
         return LossOutput(loss: Tensor(shape: [], data: [Float(-beta * margin)]), metrics: ["margin": margin])
@@ -26,11 +26,11 @@ final class TestPairwiseLoss: LossPlugin {
 final class TestSingleLoss: LossPlugin {
     static let descriptor = PluginDescriptor(
         name: "test-single", kind: .loss, summary: "test: single-sequence reference-free loss",
-        capabilities: [.referenceFree], consumes: [.paired, .unpaired, .sft], metrics: ["nll"])
+        capabilities: [.referenceFree], needs: [Signals.policyLogProbs.key], consumes: [.paired, .unpaired, .sft], metrics: ["nll"])
     init(options: ResolvedOptions) {}
     func loss(_ input: LossInput) throws -> LossOutput {
         let scores: SequenceScores
-        switch try input.policy {
+        switch try input[Signals.policyLogProbs] {
         case .paired(let chosen, _): scores = chosen
         case .single(let s, _): scores = s
         }
@@ -40,20 +40,58 @@ final class TestSingleLoss: LossPlugin {
     }
 }
 
-/// An online loss that samples completions from the policy (and scores them against the reference).
-final class TestOnlineLoss: LossPlugin {
+/// A loss that needs a signal only the test providers compute, `test-signal` (through `test-vector`).
+final class TestSignalLoss: LossPlugin {
     static let descriptor = PluginDescriptor(
-        name: "test-online", kind: .loss, summary: "test: online loss on sampled completions",
-        capabilities: [.needsGeneration, .needsReference, .pairwiseLoss], consumes: [.paired])
+        name: "test-signal-loss", kind: .loss, summary: "test: loss reading a custom signal",
+        needs: [TestSignalProvider.signal.key], consumes: [.paired])
     init(options: ResolvedOptions) {}
     func loss(_ input: LossInput) throws -> LossOutput { LossOutput(loss: Tensor(shape: [], data: [0]), metrics: [:]) }
+}
+
+/// A loss that needs a signal no provider computes.
+final class TestUnprovidedLoss: LossPlugin {
+    static let descriptor = PluginDescriptor(
+        name: "test-unprovided", kind: .loss, summary: "test: loss reading a signal nobody provides",
+        needs: [SignalKey("nobody-computes-this")], consumes: [.paired])
+    init(options: ResolvedOptions) {}
+    func loss(_ input: LossInput) throws -> LossOutput { LossOutput(loss: Tensor(shape: [], data: [0]), metrics: [:]) }
+}
+
+/// Computes `test-signal` from `test-vector` (which needs the recipe's reward).
+final class TestSignalProvider: SignalProvider {
+    static let signal = Signal<Tensor>("test-signal")
+    static let descriptor = PluginDescriptor(
+        name: "test-signal-provider", kind: .signal, summary: "test: a provider",
+        provides: [ProvidedSignal(signal.key, needs: [TestVectorProvider.vector.key], requires: .policy, "a test signal")])
+    init(options: ResolvedOptions) {}
+    func compute(_ keys: [SignalKey], for batch: SignalBatch, in run: SignalRun, into values: inout SignalValues) throws {}
+}
+
+/// Computes `test-vector`; requires a reward scorer.
+final class TestVectorProvider: SignalProvider {
+    static let vector = Signal<[Float]>("test-vector")
+    static let descriptor = PluginDescriptor(
+        name: "test-vector-provider", kind: .signal, summary: "test: a provider that needs rewards",
+        provides: [ProvidedSignal(vector.key, requires: .rewardScorer, "a test vector")])
+    init(options: ResolvedOptions) {}
+    func compute(_ keys: [SignalKey], for batch: SignalBatch, in run: SignalRun, into values: inout SignalValues) throws {}
+}
+
+/// A second provider of `test-vector`, registered only where a test wants two.
+final class TestVectorProvider2: SignalProvider {
+    static let descriptor = PluginDescriptor(
+        name: "test-vector-provider-2", kind: .signal, summary: "test: another provider of test-vector",
+        provides: [ProvidedSignal(TestVectorProvider.vector.key, "the same test vector")])
+    init(options: ResolvedOptions) {}
+    func compute(_ keys: [SignalKey], for batch: SignalBatch, in run: SignalRun, into values: inout SignalValues) throws {}
 }
 
 /// A loss that needs reward scores.
 final class TestRewardLoss: LossPlugin {
     static let descriptor = PluginDescriptor(
         name: "test-reward-loss", kind: .loss, summary: "test: loss weighted by rewards",
-        capabilities: [.needsRewards, .pairwiseLoss], consumes: [.paired])
+        capabilities: [.pairwiseLoss], needs: [Signals.rewards.key], consumes: [.paired])
     init(options: ResolvedOptions) {}
     func loss(_ input: LossInput) throws -> LossOutput { LossOutput(loss: Tensor(shape: [], data: [0]), metrics: [:]) }
 }
@@ -129,7 +167,8 @@ final class TestLRScheduler2: SchedulerPlugin {
 func testRegistry() -> PluginRegistry {
     var registry = PluginRegistry.builtin()
     let types: [any KeelPlugin.Type] = [
-        TestPairwiseLoss.self, TestSingleLoss.self, TestOnlineLoss.self, TestRewardLoss.self, TestLengthReward.self, TestPairReward.self,
+        TestPairwiseLoss.self, TestSingleLoss.self, TestSignalLoss.self, TestUnprovidedLoss.self, TestSignalProvider.self,
+        TestVectorProvider.self, TestRewardLoss.self, TestLengthReward.self, TestPairReward.self,
         TestUnpairedSource.self, TestPairOnlyTransform.self, TestReferenceSync.self, TestLRScheduler.self, TestLRScheduler2.self,
     ]
     for type in types { XCTAssertNoThrow(try registry.register(type)) }

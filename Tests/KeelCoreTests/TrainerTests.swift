@@ -8,11 +8,12 @@ final class TrainerTestDPOLoss: LossPlugin {
     static let descriptor = PluginDescriptor(
         name: "trainer-test-dpo", kind: .loss, summary: "test: sigmoid DPO",
         options: [.double("beta", 0.1, in: .positive, "β")],
-        capabilities: [.needsReference, .pairwiseLoss], consumes: [.paired], metrics: ["rewards/accuracies"])
+        capabilities: [.pairwiseLoss], needs: [Signals.policyLogProbs.key, Signals.referenceLogProbs.key], consumes: [.paired],
+        metrics: ["rewards/accuracies"])
     let beta: Float
     init(options: ResolvedOptions) { beta = Float(options.double("beta") ?? 0.1) }
     func loss(_ input: LossInput) throws -> LossOutput {
-        guard case .paired(let pc, let pr) = try input.policy, case .paired(let rc, let rr)? = input.reference else {
+        guard case .paired(let pc, let pr) = try input[Signals.policyLogProbs], case .paired(let rc, let rr) = try input[Signals.referenceLogProbs] else {
             throw PluginInputError("trainer-test-dpo: expected paired policy and reference scores")
         }
         let h = (pc.logProbs - rc.logProbs) - (pr.logProbs - rr.logProbs)

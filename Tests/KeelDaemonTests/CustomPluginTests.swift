@@ -78,8 +78,19 @@ final class CustomPluginTests: XCTestCase {
                                   with: "optimizer: {lr: 1.0e-3, weight_decay: 0.0}\nschedulers: [{name: lr-decay, factor: 0.5, every: 3}]"))
         XCTAssertTrue(try String(contentsOf: recipe, encoding: .utf8).contains("lr-decay"))
 
-        let killed = try sandbox.keel(["run", recipe.path, "--var", interrupted.path], environment: ["KEEL_FAULT": "kill-after-step:6"])
-        XCTAssertNotEqual(killed.status, 0, "killed after step 6")
+        let (store, runID) = try assertKilledAndResumedRunEndsLikeAStraightOne(sandbox, recipe, killedAfter: 6,
+                                                                                 interrupted: interrupted, uninterrupted: uninterrupted)
+        let decays = try store.metricSeries(runID, split: .train, name: "lr-decay/decays")
+        XCTAssertEqual(decays.last?.value, 4, "decays at steps 3, 6, 9 and 12, counted across the resume")
+    }
+
+    /// Runs `recipe` in `interrupted` killed after step `step` and resumed, and in `uninterrupted` straight
+    /// through; their exported models must be equal bit for bit. Returns the interrupted run's store and id.
+    @discardableResult
+    func assertKilledAndResumedRunEndsLikeAStraightOne(_ sandbox: DaemonSandbox, _ recipe: URL, killedAfter step: Int,
+                                                       interrupted: URL, uninterrupted: URL) throws -> (KeelStore, String) {
+        let killed = try sandbox.keel(["run", recipe.path, "--var", interrupted.path], environment: ["KEEL_FAULT": "kill-after-step:\(step)"])
+        XCTAssertNotEqual(killed.status, 0, "killed after step \(step)")
         let store = try KeelStore(path: interrupted.appendingPathComponent("keel.db"))
         let runID = try XCTUnwrap(try store.runSummaries().first?.run.id)
         let resumed = try sandbox.keel(["resume", runID, "--var", interrupted.path])
@@ -87,10 +98,49 @@ final class CustomPluginTests: XCTestCase {
         let straight = try sandbox.keel(["run", recipe.path, "--var", uninterrupted.path])
         XCTAssertEqual(straight.status, 0, straight.output)
         let straightID = try XCTUnwrap(try KeelStore(path: uninterrupted.appendingPathComponent("keel.db")).runSummaries().first?.run.id)
-
-        let decays = try store.metricSeries(runID, split: .train, name: "lr-decay/decays")
-        XCTAssertEqual(decays.last?.value, 4, "decays at steps 3, 6, 9 and 12, counted across the resume")
         XCTAssertEqual(try sandbox.exportedModel(runID, in: interrupted), try sandbox.exportedModel(straightID, in: uninterrupted))
+        return (store, runID)
+    }
+
+    /// A new method in one package, Keel not rebuilt: the signal scaffold (a differentiable per-token
+    /// entropy of the policy) and the loss that needs it pass their own test, train beside dpo in the
+    /// daemon with the loss's metric recorded, and a run killed after a checkpoint and resumed ends
+    /// bitwise equal to an uninterrupted one.
+    func testScaffoldedSignalAndItsLossTrainInTheDaemonAndResumeBitwise() throws {
+        let sandbox = try DaemonSandbox(self)
+        let package = sandbox.root.appendingPathComponent("token-entropy")
+        let scaffold = try sandbox.keel(["plugin", "new", "token-entropy", "--kind", "signal", "--dir", package.path])
+        XCTAssertEqual(scaffold.status, 0, scaffold.output)
+        let test = try DaemonSandbox.run("/usr/bin/env", ["swift", "test"], in: package)
+        XCTAssertEqual(test.status, 0, test.output)
+        let build = try DaemonSandbox.run("/usr/bin/env", ["swift", "build", "-c", "release"], in: package)
+        XCTAssertEqual(build.status, 0, build.output)
+        let library = package.appendingPathComponent(".build/release/libTokenEntropy.so")
+        let (interrupted, uninterrupted) = (sandbox.root.appendingPathComponent("var-a"), sandbox.root.appendingPathComponent("var-b"))
+        for folder in [sandbox.varDirectory, interrupted, uninterrupted] {
+            let install = try sandbox.keel(["plugin", "install", library.path, "--var", folder.path])
+            XCTAssertEqual(install.status, 0, install.output)
+            XCTAssertTrue(install.output.contains("token-entropy (signal), token-entropy-bonus (loss)"), install.output)
+        }
+        let text = DaemonSandbox.tinyRecipe(name: "entropy", steps: 8, checkpointEvery: 4)
+            .replacingOccurrences(of: "loss: {name: dpo, beta: 0.1}",
+                                  with: "loss:\n  - {name: dpo, beta: 0.1}\n  - {name: token-entropy-bonus, weight: 0.01}")
+        XCTAssertTrue(text.contains("token-entropy-bonus"))
+        let plan = try sandbox.keel(["plan", try sandbox.stage("plan.yaml", text).path, "--var", sandbox.varDirectory.path])
+        XCTAssertTrue(plan.output.contains("token-entropy: token-entropy  [requires policy, separate-rows]"), plan.output)
+
+        let daemon = try sandbox.startDaemon()
+        defer { sandbox.stop(daemon) }
+        try sandbox.stage("entropy.yaml", text)
+        try sandbox.drop("entropy.yaml")
+        try sandbox.wait("the run with the custom signal to complete", timeout: 120) { try sandbox.run(named: "entropy.yaml")?.status == .completed }
+        let run = try XCTUnwrap(try sandbox.run(named: "entropy.yaml"))
+        let entropy = try sandbox.store().metricSeries(run.id, split: .train, name: "token-entropy-bonus/entropy/chosen")
+        XCTAssertEqual(entropy.count, 8, "one value of the loss's metric per step")
+        XCTAssertTrue(entropy.allSatisfy { $0.value > 0 && $0.value <= log(259) }, "\(entropy)")
+
+        try assertKilledAndResumedRunEndsLikeAStraightOne(sandbox, try sandbox.stage("entropy-killed.yaml", text), killedAfter: 5,
+                                                          interrupted: interrupted, uninterrupted: uninterrupted)
     }
 
     /// A library whose compiled-in plugin API version is not keel's is refused by `keel plugin install`
@@ -157,7 +207,8 @@ final class CustomPluginTests: XCTestCase {
             public final class CrashingHingeLoss: LossPlugin {
                 public static let descriptor = PluginDescriptor(name: "crashing-hinge", kind: .loss, summary: "traps in its first step",
                                                                 options: MarginHingeLoss.descriptor.options,
-                                                                capabilities: [.needsReference, .pairwiseLoss], consumes: [.paired])
+                                                                capabilities: [.pairwiseLoss],
+                                                                needs: [Signals.policyLogProbs.key, Signals.referenceLogProbs.key], consumes: [.paired])
                 public init(options: ResolvedOptions) throws {}
                 public func loss(_ input: LossInput) throws -> LossOutput { fatalError("crashing-hinge: deliberate crash") }
             }

@@ -122,13 +122,13 @@ final class DEFTTests: XCTestCase {
     }
 
     /// L = −mean_b R(x_b, y_w,b): its value, its gradient (−1/B on each chosen reward, none on the
-    /// rejected ones) and its metrics; without differential rewards it says what is missing.
+    /// rejected ones) and its metrics; without the `policy-expectations` signal it says what is missing.
     func testGuidanceIsMinusTheMeanChosenReward() throws {
         let chosen = Tensor([0.02, -0.01, 0.05]), rejected = Tensor([0.01, 0.0, -0.03])
         chosen.requiresGrad = true
         rejected.requiresGrad = true
         let scores = SequenceScores(logProbs: Tensor([-3, -4, -5]), tokenCounts: [2, 3, 4])
-        let input = LossInput(policy: .paired(chosen: scores, rejected: scores), differentialRewards: (chosen, rejected))
+        let input = LossInput().with(Signals.policyExpectations, PairedTensors(chosen: chosen, rejected: rejected))
         let output = try DEFTGuidanceLoss(options: ResolvedOptions(defaultsOf: [])).loss(input)
         XCTAssertEqual(output.loss.item(), -0.02, accuracy: 1e-7)
         output.loss.backward()
@@ -137,7 +137,7 @@ final class DEFTTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(output.metrics[DEFTGuidanceLoss.Metric.rewardMargin]), (0.06 - (-0.02)) / 3, accuracy: 1e-7)
         XCTAssertThrowsError(try DEFTGuidanceLoss(options: ResolvedOptions(defaultsOf: []))
             .loss(LossInput(policy: .paired(chosen: scores, rejected: scores)))) {
-            XCTAssertTrue("\($0)".contains("no differential rewards"), "\($0)")
+            XCTAssertTrue("\($0)".contains("no signal `policy-expectations`"), "\($0)")
         }
     }
 
@@ -176,10 +176,10 @@ final class FixedScorer: PolicyScorer {
 /// A loss for the recipe of the pipeline test, which only needs the graph to have one (DEFT works with any).
 final class AnyLoss: LossPlugin {
     static let descriptor = PluginDescriptor(name: "any-loss", kind: .loss, summary: "test: the mean policy log-prob",
-                                             consumes: [.paired])
+                                             needs: [Signals.policyLogProbs.key], consumes: [.paired])
     init(options: ResolvedOptions) throws {}
     func loss(_ input: LossInput) throws -> LossOutput {
-        guard case .paired(let chosen, _) = try input.policy else { throw PluginInputError("any-loss: expected pairs") }
+        guard case .paired(let chosen, _) = try input[Signals.policyLogProbs] else { throw PluginInputError("any-loss: expected pairs") }
         return LossOutput(loss: -chosen.logProbs.mean(), metrics: [:])
     }
 }

@@ -7,7 +7,7 @@ import XCTest
 /// with respect to the four log-prob inputs, and against PyTorch's numbers on SmolLM2 (the fixture).
 final class DPOTests: XCTestCase {
     /// Six pairs: ordinary margins, a tiny one (h ≈ 1e-4), |βh| = 1e3 both ways (β = 0.1), and h = 0.
-    static let batch = PairBatch(
+    static let batch = DPOTestBatch(
         policyChosen: [-12.5, -80.25, -3.0, -100, -5100, -40],
         policyRejected: [-20.0, -60.5, -5.0, -5100, -100, -40],
         referenceChosen: [-13.0, -80.0, -3.0, -5100, -100, -41],
@@ -49,11 +49,11 @@ final class DPOTests: XCTestCase {
         let initial = fixture.fp64, after = fixture.fp64.after_sgd_step
         let plugin = try DPOLoss(options: options(["beta": .double(fixture.beta)]))
 
-        let equal = PairBatch(policyChosen: initial.logp_chosen, policyRejected: initial.logp_rejected,
+        let equal = DPOTestBatch(policyChosen: initial.logp_chosen, policyRejected: initial.logp_rejected,
                               referenceChosen: initial.logp_chosen, referenceRejected: initial.logp_rejected)
         XCTAssertEqual(try equal.evaluate(plugin).loss, log(2), accuracy: 1e-7)
 
-        let stepped = PairBatch(policyChosen: after.logp_chosen, policyRejected: after.logp_rejected,
+        let stepped = DPOTestBatch(policyChosen: after.logp_chosen, policyRejected: after.logp_rejected,
                                 referenceChosen: initial.logp_chosen, referenceRejected: initial.logp_rejected)
         XCTAssertEqual(try stepped.evaluate(plugin).loss, after.dpo_loss, accuracy: 1e-6)
         for i in 0..<stepped.count {
@@ -71,7 +71,7 @@ final class DPOTests: XCTestCase {
         let plugin = try DPOLoss(options: options([:]))
         let policy = Self.batch.tensors().policy
         XCTAssertThrowsError(try plugin.loss(LossInput(policy: policy))) {
-            XCTAssertTrue("\($0)".contains("no reference log-probs"), "\($0)")
+            XCTAssertTrue("\($0)".contains("no signal `reference-logprobs`"), "\($0)")
         }
         var empty = Self.batch
         empty.rejectedTokens[4] = 0
@@ -99,7 +99,7 @@ struct ExpectedDPO {
     var gradients: [[Double]]
     var metrics: [String: Double]
 
-    init(type: DPOLoss.LossType, beta: Double, epsilon: Double, batch: PairBatch) {
+    init(type: DPOLoss.LossType, beta: Double, epsilon: Double, batch: DPOTestBatch) {
         func logSigmoid(_ x: Double) -> Double { min(x, 0) - log1p(exp(-abs(x))) }
         func sigmoid(_ x: Double) -> Double { x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)) }
         let n = batch.count, b = Double(n)
@@ -145,7 +145,7 @@ struct ExpectedDPO {
 }
 
 /// A batch of pairs as Float inputs; `evaluate` runs a loss on fresh leaf tensors and reads their grads.
-struct PairBatch {
+struct DPOTestBatch {
     var policyChosen, policyRejected, referenceChosen, referenceRejected: [Float]
     var chosenTokens, rejectedTokens: [Int]
 
@@ -165,8 +165,8 @@ struct PairBatch {
 
     var count: Int { policyChosen.count }
 
-    func row(_ i: Int) -> PairBatch {
-        PairBatch(policyChosen: [policyChosen[i]], policyRejected: [policyRejected[i]], referenceChosen: [referenceChosen[i]],
+    func row(_ i: Int) -> DPOTestBatch {
+        DPOTestBatch(policyChosen: [policyChosen[i]], policyRejected: [policyRejected[i]], referenceChosen: [referenceChosen[i]],
                   referenceRejected: [referenceRejected[i]], chosenTokens: [chosenTokens[i]], rejectedTokens: [rejectedTokens[i]])
     }
 

@@ -14,7 +14,7 @@ final class RewardModelTests: XCTestCase {
         c.requiresGrad = true
         r.requiresGrad = true
         let output = try RewardModelLoss(options: ResolvedOptions(defaultsOf: []))
-            .loss(LossInput(policy: nil, rewardHead: .paired(chosen: c, rejected: r)))
+            .loss(LossInput().with(RewardHeadSignal.scores, PairedTensors(chosen: c, rejected: r)))
         output.loss.backward()
 
         let B = Double(chosen.count)
@@ -35,14 +35,16 @@ final class RewardModelTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(output.metrics[RewardModelLoss.Metric.rewardsRejected]), rejected.map(Double.init).reduce(0, +) / B, accuracy: 1e-6)
     }
 
-    func testMissingHeadScoresAreRefusedNamingTheCapability() throws {
+    func testMissingHeadScoresAreRefusedNamingTheSignal() throws {
         let policy = LossBatch.paired(chosen: SequenceScores(logProbs: Tensor([-1]), tokenCounts: [1]),
                                       rejected: SequenceScores(logProbs: Tensor([-2]), tokenCounts: [1]))
         XCTAssertThrowsError(try RewardModelLoss(options: ResolvedOptions(defaultsOf: [])).loss(LossInput(policy: policy))) {
-            XCTAssertTrue("\($0)".contains("reward-head"), "\($0)")
+            XCTAssertTrue("\($0)".contains("no signal `reward-head`"), "\($0)")
         }
-        // A loss that reads policy log-probs, given none, says why there are none.
-        XCTAssertThrowsError(try LossInput(policy: nil).policy) { XCTAssertTrue("\($0)".contains("reward-head"), "\($0)") }
+        // A loss that reads policy log-probs, given none, names the key and what the batch has.
+        XCTAssertThrowsError(try LossInput().with(RewardHeadSignal.scores, PairedTensors(chosen: Tensor([1]), rejected: Tensor([0])))[Signals.policyLogProbs]) {
+            XCTAssertTrue("\($0)".contains("no signal `policy-logprobs` (it has: reward-head)"), "\($0)")
+        }
     }
 
     /// A tiny reward model trained on generated preferences (chosen right, rejected wrong) through the
@@ -67,6 +69,7 @@ final class RewardModelTests: XCTestCase {
         var registry = PluginRegistry.builtin()
         try registry.register(RewardModelLoss.self)
         try registry.register(ModelReward.self)
+        try registry.register(RewardHeadSignal.self)
         let layout = RunLayout(varDirectory: folder.appendingPathComponent("var"))
         let runID = try TrainingRun.start(recipePath: recipe.path, layout: layout, registry: registry,
                                           display: ProgressDisplay(isTerminal: false, write: { _ in }))

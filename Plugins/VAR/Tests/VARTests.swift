@@ -89,18 +89,18 @@ final class VARTests: XCTestCase {
         let plugin = try VARLoss(options: options([:]))
         let (_, policy, reference) = Self.batch.tensors()
         XCTAssertThrowsError(try plugin.loss(LossInput(policy: policy, reference: reference))) {
-            XCTAssertTrue("\($0)".contains("no paired rewards"), "\($0)")
+            XCTAssertTrue("\($0)".contains("no signal `rewards`"), "\($0)")
         }
-        XCTAssertThrowsError(try plugin.loss(LossInput(policy: policy, rewards: .paired(chosen: [1, 2, 3], rejected: [0, 0, 0])))) {
-            XCTAssertTrue("\($0)".contains("no reference log-probs"), "\($0)")
+        XCTAssertThrowsError(try plugin.loss(LossInput(policy: policy).with(Signals.rewards, .paired(chosen: [1, 2, 3], rejected: [0, 0, 0])))) {
+            XCTAssertTrue("\($0)".contains("no signal `reference-logprobs`"), "\($0)")
         }
-        XCTAssertThrowsError(try plugin.loss(LossInput(policy: policy, reference: reference,
-                                                       rewards: .paired(chosen: [1, .nan, 3], rejected: [0, 0, 0])))) {
+        XCTAssertThrowsError(try plugin.loss(LossInput(policy: policy, reference: reference)
+                                                .with(Signals.rewards, .paired(chosen: [1, .nan, 3], rejected: [0, 0, 0])))) {
             XCTAssertTrue("\($0)".contains("chosen completion of row 1"), "\($0)")
         }
         // Without a reference term the reference batch is not needed.
         let free = try VARLoss(options: options(["ref_logp": .string("none")]))
-        XCTAssertNoThrow(try free.loss(LossInput(policy: policy, rewards: .paired(chosen: [1, 2, 3], rejected: [0, 0, 0]))))
+        XCTAssertNoThrow(try free.loss(LossInput(policy: policy).with(Signals.rewards, .paired(chosen: [1, 2, 3], rejected: [0, 0, 0]))))
     }
 
     func options(_ overrides: [String: OptionValue]) -> ResolvedOptions {
@@ -178,8 +178,8 @@ struct VARBatch {
     func evaluate(_ plugin: VARLoss) throws
         -> (loss: Double, policyGradients: [[Double]], referenceHasNoGradient: Bool, metrics: [String: Double]) {
         let (leaves, policy, reference) = tensors()
-        let output = try plugin.loss(LossInput(policy: policy, reference: reference,
-                                               rewards: .paired(chosen: chosenRewards, rejected: rejectedRewards)))
+        let output = try plugin.loss(LossInput(policy: policy, reference: reference)
+                                        .with(Signals.rewards, .paired(chosen: chosenRewards, rejected: rejectedRewards)))
         XCTAssertEqual(output.loss.shape, [])
         output.loss.backward()
         let zeros = [Double](repeating: 0, count: policyChosen.count)

@@ -6,7 +6,8 @@ import KeelModels
 ///   fwd     forward with the full [B·T, V] logits (as HF computes them), no grad
 ///   fwdbwd  forward + backward of Σ log p(x_{t+1} | x_≤t) over every position
 ///   dpo     one DPO step: reference forward (separate frozen copy, no grad), policy forward+backward
-///           on [chosen…; rejected…], sigmoid DPO loss β = 0.1, AdamW step, zero grad. By default each
+///           on [chosen…; rejected…], the given preference loss (`keel bench dpo`: the `dpo` plugin,
+///           sigmoid, β = 0.1), AdamW step, zero grad. By default each
 ///           pair is packed as [prompt | chosen | rejected] (`SharedPromptPairBatch`), so its prompt is
 ///           computed once; tokens/s still counts the unshared workload (B rows × T tokens, as
 ///           bench_torch.py computes it), so that the ratio against PyTorch compares the same work.
@@ -72,7 +73,8 @@ public enum ModelBenchmark {
         public let kernels: [KernelTime]?
     }
 
-    public static func run(_ options: Options) throws -> Report {
+    /// `preferenceLoss` is the loss of the dpo mode (fed policy and reference log-probs of the pairs).
+    public static func run(_ options: Options, preferenceLoss: (any LossPlugin)? = nil) throws -> Report {
         let loadAtStart = loadAverage()
         let loadStart = now()
         let gguf = try GGUFFile(path: options.modelPath)
@@ -100,6 +102,7 @@ public enum ModelBenchmark {
             guard pairs.count >= B / 2, B % 2 == 0, B >= 2 else {
                 throw BenchmarkError("\(options.dataPath): need \(B / 2) pairs whose prompt+completion reach \(T) tokens, found \(pairs.count) (batch must be even)")
             }
+            guard let preferenceLoss else { throw BenchmarkError("the dpo mode needs a preference loss (the `dpo` plugin)") }
             let reference = try LlamaModel(weights: ModelWeights(gguf: gguf))
             for entry in reference.parameters { entry.tensor.requiresGrad = false }
             let optimizer = AdamW(parameters: model.parameters, learningRate: 1e-6, weightDecay: 0.01)
@@ -111,15 +114,15 @@ public enum ModelBenchmark {
                                                    padID: padID)
                 let separate = SequenceBatch(selected.map(\.chosen) + selected.map(\.rejected), padID: padID)
                 computedPositions.append(options.sharesPrompt ? shared.length : separate.rows * separate.length)
-                func logProbs(_ model: LlamaModel) -> Tensor {
-                    options.sharesPrompt ? model.sequenceLogProbs(shared).logProbs : model.sequenceLogProbs(separate).logProbs
+                func scores(_ model: LlamaModel) -> LossBatch {
+                    let (logProbs, counts) = options.sharesPrompt ? model.sequenceLogProbs(shared) : model.sequenceLogProbs(separate)
+                    return .paired(chosen: SequenceScores(logProbs: logProbs.rows(0..<P), tokenCounts: Array(counts[..<P])),
+                                   rejected: SequenceScores(logProbs: logProbs.rows(P..<2 * P), tokenCounts: Array(counts[P...])))
                 }
                 let t0 = now()
-                let referenceLogProbs = withNoGrad { logProbs(reference) }
+                let referenceScores = withNoGrad { scores(reference) }
                 let t1 = now()
-                let policyLogProbs = logProbs(model)
-                let loss = dpoLoss(policy: policyLogProbs, reference: referenceLogProbs, pairs: P, beta: 0.1)
-                loss.backward()
+                try preferenceLoss.loss(LossInput(policy: scores(model), reference: referenceScores)).loss.backward()
                 let t2 = now()
                 optimizer.step()
                 optimizer.zeroGrad()
@@ -195,13 +198,6 @@ public enum ModelBenchmark {
             if let c = cut(c), let r = cut(r) { pairs.append((c, r)) }
         }
         return pairs
-    }
-
-    /// Sigmoid DPO (Rafailov et al. 2023): −mean log σ(β·((π_c − ref_c) − (π_r − ref_r))); rows
-    /// [0, pairs) chosen, [pairs, 2·pairs) rejected.
-    static func dpoLoss(policy: Tensor, reference: Tensor, pairs: Int, beta: Float) -> Tensor {
-        let h = (policy - reference).reshaped([2, pairs])
-        return ((h.rows(0..<1) - h.rows(1..<2)) * beta).logSigmoid().mean() * -1
     }
 
     public static func format(_ r: Report) -> String {

@@ -1,4 +1,4 @@
-/// Data filters that rank pairs with the starting policy (e.g. DEFT). A data plugin cannot see the model,
+/// Data filters that rank pairs with the starting policy. A data plugin cannot see the model,
 /// so the trainer hands it a `PolicyScorer`: the one question such filters ask of the model, answered in
 /// a single no-grad pass, which keeps plugins independent of `LlamaModel`.
 
@@ -19,8 +19,8 @@ public protocol PolicyScorer: AnyObject {
     func expectedValue(of vector: [Float], prompts: [[Int]], completions: [[Int]]) throws -> [Double]
 }
 
-/// A data filter over tokenised pairs that needs the starting policy to decide (DEFT's differential
-/// distribution reward). Text-level `process` passes the examples through, as `TokenizedPairTransform`.
+/// A data filter over tokenised pairs that needs the starting policy to decide (e.g. the expectation of
+/// a token statistic under the policy). Text-level `process` passes the examples through, as `TokenizedPairTransform`.
 ///
 /// Trainer contract: pass a `PolicyScorer` to `PluginInstances.transformTokenized(_:split:scorer:)`,
 /// which runs these filters in recipe order among the token-level transforms. A filter that ranks

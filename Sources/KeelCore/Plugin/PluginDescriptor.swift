@@ -1,4 +1,4 @@
-/// The four roles a plugin can play in a recipe's graph.
+/// The roles a plugin can play in a training run (signal providers are chosen by the graph, not the recipe).
 public enum PluginKind: String, CaseIterable, Codable, Sendable {
     /// Loads, transforms or filters examples (`data:` list).
     case data
@@ -8,6 +8,9 @@ public enum PluginKind: String, CaseIterable, Codable, Sendable {
     case loss
     /// Acts between optimizer steps: learning rate, reference sync, β schedules (`schedulers:`).
     case scheduler
+    /// Computes signals (per-batch quantities such as log-probs or rewards) that losses need; chosen by
+    /// the plugin graph, not listed in recipes.
+    case signal
 }
 
 /// The shape of the examples flowing through the data pipeline into the loss.
@@ -18,8 +21,6 @@ public enum DataShape: String, CaseIterable, Codable, Sendable {
     case unpaired
     /// prompt + one target completion (supervised fine-tuning).
     case sft
-    /// per-token labels or weights on completions.
-    case tokenLevel = "token-level"
 }
 
 /// Role of a data plugin within the pipeline.
@@ -39,16 +40,12 @@ public struct Capabilities: OptionSet, Hashable, Sendable {
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
 
-    /// Needs log-probs of a frozen reference model (e.g. DPO's log π/π_ref).
-    public static let needsReference = Capabilities(rawValue: 1 << 0)
     /// Explicitly uses no reference model (e.g. SimPO); the reference is then never loaded.
     public static let referenceFree = Capabilities(rawValue: 1 << 1)
-    /// Needs scores from the recipe's `reward:` plugin.
-    public static let needsRewards = Capabilities(rawValue: 1 << 2)
+    /// A data node that scores examples with the recipe's `reward:` plugin (e.g. generate-pairs).
+    public static let scoresWithReward = Capabilities(rawValue: 1 << 2)
     /// Changes the reference model's weights during training (e.g. TR-DPO's periodic sync).
     public static let mutatesReference = Capabilities(rawValue: 1 << 3)
-    /// Samples new completions from the policy during training (online methods).
-    public static let needsGeneration = Capabilities(rawValue: 1 << 4)
     /// A loss that compares chosen against rejected within each pair (DPO, IPO, SimPO…).
     public static let pairwiseLoss = Capabilities(rawValue: 1 << 5)
     /// A data transform whose output only makes sense to a pairwise loss (e.g. pair-level truncation).
@@ -59,24 +56,11 @@ public struct Capabilities: OptionSet, Hashable, Sendable {
     /// that drops pairs flagged with an empty completion (`drop-flagged`), so they are counted before
     /// training instead of turning into NaN during it.
     public static let requiresNonEmptyCompletions = Capabilities(rawValue: 1 << 8)
-    /// A loss that needs DEFT's differential distribution reward R(x, y) of each completion under the
-    /// policy, differentiable (`LossInput.differentialRewards`).
-    public static let needsDifferentialReward = Capabilities(rawValue: 1 << 9)
-
-    /// A loss that reads `LossInput.rewardHead`: a scalar head r = w·h on the backbone's final hidden
-    /// state at each sequence's last token (reward models). The trainer creates the head (`score.weight`
-    /// [1, C], seeded from `training.seed`), optimises, checkpoints and exports it with the backbone
-    /// (Hugging Face's `LlamaForSequenceClassification` layout). When every loss of the recipe declares
-    /// it, the policy's log-probs (the LM head and its log-softmax) are not computed at all.
-    public static let rewardHead = Capabilities(rawValue: 1 << 10)
 
     static let names: [(Capabilities, String)] = [
-        (.needsReference, "needs-reference"), (.referenceFree, "reference-free"), (.needsRewards, "needs-rewards"),
-        (.mutatesReference, "mutates-reference"), (.needsGeneration, "needs-generation"),
+        (.referenceFree, "reference-free"), (.scoresWithReward, "scores-with-reward"), (.mutatesReference, "mutates-reference"),
         (.pairwiseLoss, "pairwise-loss"), (.requiresPairwiseLoss, "requires-pairwise-loss"),
         (.pairwiseReward, "pairwise-reward"), (.requiresNonEmptyCompletions, "requires-non-empty-completions"),
-        (.needsDifferentialReward, "needs-differential-reward"),
-        (.rewardHead, "reward-head"),
     ]
 
     public var names: [String] { Self.names.filter { contains($0.0) }.map(\.1) }
@@ -92,6 +76,10 @@ public struct PluginDescriptor: Sendable {
     public let summary: String
     public let options: [OptionSpec]
     public let capabilities: Capabilities
+    /// Signals a loss reads from `LossInput` (e.g. `Signals.policyLogProbs`); each gets one provider.
+    public let needs: [SignalKey]
+    /// Signal providers: the keys they compute, each with what it needs and requires.
+    public let provides: [ProvidedSignal]
     /// Data plugins: source, transform or filter. nil for other kinds.
     public let dataRole: DataRole?
     /// Shapes this plugin accepts as input (data transforms and filters, losses, rewards); empty = any.
@@ -108,13 +96,15 @@ public struct PluginDescriptor: Sendable {
     public let stateKeys: [String]
 
     public init(name: String, kind: PluginKind, summary: String, options: [OptionSpec] = [],
-                capabilities: Capabilities = [], dataRole: DataRole? = nil, consumes: Set<DataShape> = [],
-                produces: DataShape? = nil, controls: [String] = [], metrics: [String] = [], stateKeys: [String] = []) {
+                capabilities: Capabilities = [], needs: [SignalKey] = [], provides: [ProvidedSignal] = [],
+                dataRole: DataRole? = nil, consumes: Set<DataShape> = [], produces: DataShape? = nil, controls: [String] = [], metrics: [String] = [], stateKeys: [String] = []) {
         self.name = name
         self.kind = kind
         self.summary = summary
         self.options = options
         self.capabilities = capabilities
+        self.needs = needs
+        self.provides = provides
         self.dataRole = dataRole
         self.consumes = consumes
         self.produces = produces

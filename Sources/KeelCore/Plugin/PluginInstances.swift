@@ -28,7 +28,7 @@ public struct PluginInstances {
     }
 
     /// Runs the token-level data nodes (`TokenizedPairTransform`, e.g. POET, and `ModelScoredPairFilter`,
-    /// e.g. DEFT, which asks `scorer`) in recipe order on the tokenised pairs of one split (`train` or
+    /// which asks `scorer`) in recipe order on the tokenised pairs of one split (`train` or
     /// `eval`); one report per such node, named like `loadData`'s. A model-scored filter without a scorer
     /// is refused, naming the node.
     public func transformTokenized(_ pairs: inout [TokenizedPair], split: String,

@@ -16,7 +16,7 @@
 /// changes the ABI: bump `version` with it.
 public enum PluginLibraryABI {
     /// The plugin API version. Inlined into each plugin at its compile time (`@_alwaysEmitIntoClient`).
-    @_alwaysEmitIntoClient public static var version: Int { 2 }   // 2: RewardScorer (weighted reward sums)
+    @_alwaysEmitIntoClient public static var version: Int { 3 }   // 3: signals (SignalProvider, needs, LossInput keyed)
 
     /// The version this `keel` speaks (the same declaration, compiled into the host).
     public static let hostVersion = version

@@ -86,7 +86,7 @@ public struct DataNodeReport: Equatable, Sendable {
     public var flagged: [String: Int] = [:]
     /// Summary statistics of what the node did (names from its descriptor's `metrics`).
     public var metrics: [String: Double] = [:]
-    /// Per-example scores of a filter that ranks examples (e.g. DEFT), in input order; empty otherwise.
+    /// Per-example scores of a filter that ranks examples (a model-scored filter), in input order; empty otherwise.
     public var exampleScores: [ExampleScore] = []
 
     public init(node: String) { self.node = node }
@@ -214,48 +214,35 @@ public enum RewardScores {
     case single([Double])
 }
 
-/// A scalar head's value r(x, y) per sequence (capability `.rewardHead`), rows as in `LossBatch`; part
-/// of the autodiff graph (through the head and the backbone).
-public enum HeadScores {
-    case paired(chosen: Tensor, rejected: Tensor)
-    case single(Tensor, labels: [Float]?)
-}
-
+/// What a loss reads: the signals its descriptor `needs` (one keyed store, filled by their providers for
+/// each batch) and the current values of scheduled hyper-parameters.
 public struct LossInput {
-    /// The policy's sequence log-probs. Absent when every loss of the recipe reads only `rewardHead`
-    /// (the trainer then skips the LM head); reading it then throws, naming the reason.
-    public var policy: LossBatch {
-        get throws {
-            guard let policyScores else {
-                throw PluginInputError("the batch has no policy log-probs: every loss of the recipe declares `reward-head`, "
-                                     + "so the trainer does not compute them")
-            }
-            return policyScores
-        }
-    }
-    public var policyScores: LossBatch?
-    /// Present iff some loss declares `.rewardHead`.
-    public var rewardHead: HeadScores?
-    /// Present iff some plugin of the graph declares `.needsReference`.
-    public var reference: LossBatch?
-    /// Present iff some loss declares `.needsRewards` (the graph guarantees a reward plugin).
-    public var rewards: RewardScores?
+    public var signals: SignalValues
     /// Current values of scheduled hyper-parameters (e.g. `beta`), set by schedulers.
     public var hyperparameters: [String: Double]
-    /// Present iff some loss declares `.needsDifferentialReward`: per pair, DEFT's
-    /// R(x, y) = (1/|y|)·Σ_t Σ_v πθ(v | x, y_<t)·Q_diff(v) of each completion [B], differentiable through
-    /// the policy (Q_diff from the training pairs, `DifferentialDistribution`).
-    public var differentialRewards: (chosen: Tensor, rejected: Tensor)?
 
-    public init(policy: LossBatch?, reference: LossBatch? = nil, rewards: RewardScores? = nil,
-                rewardHead: HeadScores? = nil, hyperparameters: [String: Double] = [:],
-                differentialRewards: (chosen: Tensor, rejected: Tensor)? = nil) {
-        policyScores = policy
-        self.rewardHead = rewardHead
-        self.reference = reference
-        self.rewards = rewards
+    public init(_ signals: SignalValues = SignalValues(), hyperparameters: [String: Double] = [:]) {
+        self.signals = signals
         self.hyperparameters = hyperparameters
-        self.differentialRewards = differentialRewards
+    }
+
+    /// A DPO-shaped input: the policy's (and the reference's) sequence log-probs.
+    public init(policy: LossBatch, reference: LossBatch? = nil, hyperparameters: [String: Double] = [:]) {
+        self.init(hyperparameters: hyperparameters)
+        signals.set(Signals.policyLogProbs, policy)
+        if let reference { signals.set(Signals.referenceLogProbs, reference) }
+    }
+
+    /// The value of a signal; refused, naming the key, when the batch does not have it.
+    public subscript<Value>(_ signal: Signal<Value>) -> Value {
+        get throws { try signals[signal] }
+    }
+
+    /// This input with one more signal.
+    public func with<Value>(_ signal: Signal<Value>, _ value: Value) -> LossInput {
+        var copy = self
+        copy.signals.set(signal, value)
+        return copy
     }
 }
 

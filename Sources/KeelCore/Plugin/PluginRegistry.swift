@@ -13,7 +13,7 @@ public struct PluginRegistry {
 
     public init() {}
 
-    /// Keel's built-in plugins (data sources and transforms; method plugins live in Plugins/).
+    /// Keel's built-in plugins (data sources and transforms, generic signal providers; method plugins live in Plugins/).
     public static func builtin() -> PluginRegistry {
         var registry = PluginRegistry()
         for type in builtinPluginTypes {
@@ -24,7 +24,7 @@ public struct PluginRegistry {
 
     static let builtinPluginTypes: [any KeelPlugin.Type] = [
         PreferenceJSONLSource.self, HHSource.self, SyntheticPreferencesSource.self, ShuffleTransform.self, SplitTransform.self,
-        DropFlaggedFilter.self,
+        DropFlaggedFilter.self, PolicySignals.self, ReferenceSignals.self, RewardSignals.self, HiddenStateSignals.self,
     ]
 
     public mutating func register(_ type: any KeelPlugin.Type) throws {
@@ -39,10 +39,16 @@ public struct PluginRegistry {
         case .reward: conforms = type is any RewardPlugin.Type
         case .loss: conforms = type is any LossPlugin.Type
         case .scheduler: conforms = type is any SchedulerPlugin.Type
+        case .signal: conforms = type is any SignalProvider.Type
         }
         guard conforms else { throw fail("declared kind \(d.kind.rawValue) but does not conform to its protocol") }
         guard (d.kind == .data) == (d.dataRole != nil) else { throw fail("a data role is required for, and only for, data plugins") }
         if d.dataRole == .source, d.produces == nil { throw fail("a data source must declare the shape it produces") }
+        guard (d.kind == .signal) == !d.provides.isEmpty else { throw fail("`provides` is required for, and only for, signal providers") }
+        guard d.needs.isEmpty || d.kind == .loss else { throw fail("only losses declare `needs` (a provider declares them per key in `provides`)") }
+        if let repeated = Dictionary(grouping: d.provides.map(\.key), by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+            throw fail("provides `\(repeated)` twice")
+        }
         if !d.stateKeys.isEmpty, !(type is any Checkpointable.Type) { throw fail("declares state keys but is not Checkpointable") }
         var seen = Set<String>()
         for option in d.options {
@@ -80,6 +86,15 @@ public struct PluginRegistry {
     }
 
     public func names(of kind: PluginKind) -> [String] { descriptors.filter { $0.kind == kind }.map(\.name) }
+
+    /// The signal providers that compute `key`, by name.
+    public func providers(of key: SignalKey) -> [(type: any SignalProvider.Type, signal: ProvidedSignal)] {
+        types.values.sorted { $0.descriptor.name < $1.descriptor.name }.compactMap { type in
+            guard let provider = type as? any SignalProvider.Type, let signal = type.descriptor.provides.first(where: { $0.key == key })
+            else { return nil }
+            return (provider, signal)
+        }
+    }
 }
 
 public struct RegistryError: Error, CustomStringConvertible {

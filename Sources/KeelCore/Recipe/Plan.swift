@@ -44,6 +44,11 @@ extension PluginGraph {
         nodes("reward", recipe.reward, weighted: true)
         nodes("loss", recipe.loss, weighted: true)
         nodes("schedulers", recipe.schedulers)
+        out.append(signalProviders.isEmpty ? "signals: none" : "signals (computed per batch, in this order)")
+        for provider in signalProviders {
+            out.append("  \(provider.type.descriptor.name): \(provider.keys.map(\.name).joined(separator: ", "))"
+                       + (provider.requires.names.isEmpty ? "" : "  [requires \(provider.requires.names.joined(separator: ", "))]"))
+        }
         for (title, o) in [("optimizer", recipe.optimizer), ("training", recipe.training), ("output", recipe.output), ("logging", recipe.logging)] {
             out.append(title)
             options(o, indent: "  ")

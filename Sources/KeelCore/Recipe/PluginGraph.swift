@@ -9,10 +9,13 @@ public struct PluginGraph {
     public let referenceNeededBy: PluginNode?
     /// The `split` node, if the recipe evaluates.
     public let split: PluginNode?
+    /// The providers of the signals the losses need, in the order they compute (a provider after those of
+    /// the signals its keys need).
+    public let signalProviders: [SignalProviderNode]
 
     public var needsReference: Bool { referenceNeededBy != nil }
 
-    static func build(_ recipe: Recipe) throws -> PluginGraph {
+    static func build(_ recipe: Recipe, registry: PluginRegistry) throws -> PluginGraph {
         var refusals: [RecipeDiagnostic] = []
         func refuse(_ mark: Mark, _ keyPath: String, _ message: String) {
             refusals.append(RecipeDiagnostic(file: recipe.file, mark: mark, keyPath: keyPath, message: message))
@@ -27,7 +30,7 @@ public struct PluginGraph {
         var shape: DataShape?, shapeSetter: PluginNode?, firstNonSource: PluginNode?, split: PluginNode?
         for node in recipe.data {
             let d = node.descriptor
-            if d.capabilities.contains(.needsRewards), recipe.reward.isEmpty {
+            if d.capabilities.contains(.scoresWithReward), recipe.reward.isEmpty {
                 refuse(node, "'\(node.name)' scores examples with the reward plugin, but the recipe has none; expected a `reward:` node")
             }
             if d.dataRole == .source {
@@ -56,15 +59,20 @@ public struct PluginGraph {
             }
         }
 
-        // Losses: accept the data shape; rewards exist when needed; length-normalised losses get empty
+        // Signals: every need of a loss has exactly one provider whose own requirements are met.
+        let signals = SignalResolution(recipe: recipe, registry: registry)
+        for loss in recipe.loss {
+            for key in loss.descriptor.needs {
+                for problem in signals.resolve(key, for: loss) { refuse(loss, problem) }
+            }
+        }
+
+        // Losses: accept the data shape; length-normalised losses get empty
         // completions dropped; pairwise-only transforms get pairwise losses.
         for (i, loss) in recipe.loss.enumerated() {
             let d = loss.descriptor
             if let shape, let setter = shapeSetter, !d.accepts(shape) {
                 refuse(loss, "'\(loss.name)' needs \(shapes(d.consumes)) examples, but \(setter.label) produces \(shape.rawValue)")
-            }
-            if d.capabilities.contains(.needsRewards), recipe.reward.isEmpty {
-                refuse(loss, "'\(loss.name)' needs rewards, but the recipe has no reward plugin; expected a `reward:` node")
             }
             if let earlier = recipe.loss[..<i].first(where: { $0.name == loss.name }) {
                 refuse(loss, "'\(loss.name)' repeats \(earlier.label); expected each loss once in a weighted sum (their metrics would collide)")
@@ -91,8 +99,7 @@ public struct PluginGraph {
         }
 
         // Reference: loaded only for a plugin that needs it; a cache cannot follow a reference that changes.
-        let referenceUser = (recipe.loss + recipe.schedulers + recipe.reward)
-            .first { $0.descriptor.capabilities.contains(.needsReference) }
+        let referenceUser = signals.referenceUser
         let losses = recipe.loss.map(\.label).joined(separator: ", ")
         let cacheMark = line(recipe.reference, "cache_logprobs")
         for scheduler in recipe.schedulers where scheduler.descriptor.capabilities.contains(.mutatesReference) {
@@ -101,11 +108,6 @@ public struct PluginGraph {
             }
             if referenceUser == nil {
                 refuse(scheduler, "'\(scheduler.name)' updates the reference model, but no plugin uses one (\(losses)); expected a loss that needs a reference")
-            }
-        }
-        if recipe.cachesReferenceLogProbs, let cacheMark {
-            for loss in recipe.loss where loss.descriptor.capabilities.contains(.needsGeneration) {
-                refuse(loss, "'\(loss.name)' samples new completions during training, but reference.cache_logprobs (line \(cacheMark.line)) precomputes reference log-probs of the dataset's completions only; expected cache_logprobs: false")
             }
         }
         if referenceUser == nil, !recipe.loss.isEmpty {
@@ -147,7 +149,95 @@ public struct PluginGraph {
         }
 
         if !refusals.isEmpty { throw RecipeErrors(diagnostics: refusals.sorted { $0.mark < $1.mark }) }
-        return PluginGraph(recipe: recipe, dataShape: shape ?? .paired, referenceNeededBy: referenceUser, split: split)
+        return PluginGraph(recipe: recipe, dataShape: shape ?? .paired, referenceNeededBy: referenceUser, split: split,
+                           signalProviders: try signals.ordered())
+    }
+}
+
+/// A signal provider the graph chose, and the keys of its `provides` the run needs.
+public struct SignalProviderNode {
+    public let type: any SignalProvider.Type
+    public var keys: [SignalKey]
+    public var requires: SignalRequirements
+    /// Keys of other providers that these keys need.
+    var needs: [SignalKey]
+
+    /// The provider, with its options' defaults (recipes do not configure providers).
+    public func instantiate() throws -> any SignalProvider {
+        try type.init(options: ResolvedOptions(defaultsOf: type.descriptor.options))
+    }
+}
+
+/// The graph's one rule for signals: a needed key has exactly one registered provider, that provider's
+/// requirements are met by the recipe, and the same holds for the keys it needs in turn. A refusal names
+/// the node that needs the key, the key, the provider(s) and what is missing; the caller adds the line.
+final class SignalResolution {
+    let recipe: Recipe
+    let registry: PluginRegistry
+    private(set) var nodes: [SignalProviderNode] = []
+    private var providerOf: [SignalKey: Int] = [:]
+    private var resolving: Set<SignalKey> = []
+    /// The first loss whose needs bring in a provider that requires the reference model.
+    private(set) var referenceUser: PluginNode?
+
+    init(recipe: Recipe, registry: PluginRegistry) {
+        self.recipe = recipe
+        self.registry = registry
+    }
+
+    /// Problems found resolving `key` for `node` (empty: resolved).
+    func resolve(_ key: SignalKey, for node: PluginNode, through: String = "") -> [String] {
+        if let index = providerOf[key] {
+            if nodes[index].requires.contains(.reference), referenceUser == nil { referenceUser = node }
+            return []
+        }
+        let asked = "'\(node.name)' needs signal `\(key)`\(through)"
+        guard !resolving.contains(key) else { return ["\(asked), which needs itself through its providers; expected providers without a cycle"] }
+        let candidates = registry.providers(of: key)
+        guard let first = candidates.first else {
+            return ["\(asked), but no signal provider computes it; expected a built-in or installed plugin whose descriptor provides `\(key)`"]
+        }
+        let (type, signal) = first
+        guard candidates.count == 1 else {
+            let names = candidates.map { "'\($0.type.descriptor.name)'" }.joined(separator: " and ")
+            return ["\(asked), which \(candidates.count) providers compute (\(names)); expected exactly one (remove the others from var/plugins/)"]
+        }
+        let provider = type.descriptor.name
+        if signal.requires.contains(.rewardScorer), recipe.reward.isEmpty {
+            return ["\(asked); its provider '\(provider)' requires the recipe's reward, but the recipe has no reward plugin; expected a `reward:` node"]
+        }
+        resolving.insert(key)
+        defer { resolving.remove(key) }
+        let problems = signal.needs.flatMap { resolve($0, for: node, through: " (through '\(provider)', which computes `\(key)` from it)") }
+        guard problems.isEmpty else { return problems }
+        if let index = nodes.firstIndex(where: { $0.type.descriptor.name == provider }) {
+            nodes[index].keys.append(key)
+            nodes[index].requires.formUnion(signal.requires)
+            nodes[index].needs += signal.needs
+            providerOf[key] = index
+        } else {
+            providerOf[key] = nodes.count
+            nodes.append(SignalProviderNode(type: type, keys: [key], requires: signal.requires, needs: signal.needs))
+        }
+        if signal.requires.contains(.reference), referenceUser == nil { referenceUser = node }
+        return []
+    }
+
+    /// The providers in computing order: each after the providers of the keys it needs.
+    func ordered() throws -> [SignalProviderNode] {
+        var order: [Int] = [], placed = Set<Int>()
+        while order.count < nodes.count {
+            func ready(_ index: Int) -> Bool {
+                nodes[index].needs.allSatisfy { key in providerOf[key].map { provider in provider == index || placed.contains(provider) } ?? true }
+            }
+            guard let next = nodes.indices.first(where: { !placed.contains($0) && ready($0) }) else {
+                let names = nodes.indices.filter { !placed.contains($0) }.map { "'\(nodes[$0].type.descriptor.name)'" }.joined(separator: ", ")
+                throw RegistryError(message: "signal providers \(names) need each other's signals; expected providers without a cycle")
+            }
+            order.append(next)
+            placed.insert(next)
+        }
+        return order.map { nodes[$0] }
     }
 }
 

@@ -62,7 +62,7 @@ public struct RecipeLoader {
                 .sorted { ($0.element.mark, $0.offset) < ($1.element.mark, $1.offset) }.map(\.element)))
         }
         do {
-            return try PluginGraph.build(recipe)
+            return try PluginGraph.build(recipe, registry: registry)
         } catch let errors as RecipeErrors {
             throw RecipeErrors(diagnostics: attributed(errors.diagnostics))
         }

@@ -179,21 +179,21 @@ public struct PairBatch {
         return split(logProbs, counts)
     }
 
-    /// `scores` and, from the same forward, each completion's mean expectation of q under the policy,
-    /// (1/|y|)·Σ_t Σ_v π(v | x, y_<t)·q[v] (DEFT's R(x, y) with q = Q_diff), chosen and rejected [B] each;
-    /// all differentiable. Needs the separate-rows layout (`sharesPrompt: false`): the expectation kernel
-    /// scores positions, not (row, target) lists.
-    public func scoresAndExpectations(_ model: LlamaModel, vector q: [Float]) -> (LossBatch, (chosen: Tensor, rejected: Tensor)) {
+    /// `scores` and, from the same forward, each completion's mean expectation of q under the model,
+    /// (1/|y|)·Σ_t Σ_v π(v | x, y_<t)·q[v], chosen and rejected [B] each; all differentiable. Needs the
+    /// separate-rows layout (`sharesPrompt: false`): the expectation kernel scores positions, not
+    /// (row, target) lists.
+    public func scoresAndExpectations(_ model: LlamaModel, vector q: [Float]) -> (LossBatch, PairedTensors) {
         let sequences = separateRows
         let (perPosition, expectations) = model.targetLogProbsAndExpectations(sequences, vector: q)
         let shape = [sequences.rows, sequences.length], counts = sequences.completionCounts
         let means = expectations.reshaped(shape).sum(axes: [1]) * Tensor(counts.map { 1 / Float(max($0, 1)) })
         let b = pairs.count
-        return (split(perPosition.reshaped(shape).sum(axes: [1]), counts), (means.rows(0..<b), means.rows(b..<2 * b)))
+        return (split(perPosition.reshaped(shape).sum(axes: [1]), counts), PairedTensors(chosen: means.rows(0..<b), rejected: means.rows(b..<2 * b)))
     }
 
     /// The chosen rows 0..<B and rejected rows B..<2B of a batch built with `sharesPrompt: false` (for
-    /// quantities read per sequence position: expectations, a reward head's last-token state).
+    /// quantities read per sequence position: expectations, last-token hidden states).
     public var separateRows: SequenceBatch {
         guard case .separate(let sequences) = layout else {
             preconditionFailure("PairBatch: per-sequence rows need a batch built with sharesPrompt: false")

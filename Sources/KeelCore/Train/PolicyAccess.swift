@@ -1,6 +1,6 @@
 import Foundation
 
-/// The trainer's model as data plugins and evaluation see it: the `PolicyScorer` DEFT ranks pairs with,
+/// The trainer's model as data plugins and evaluation see it: the `PolicyScorer` model-scored filters rank pairs with,
 /// the `PolicySampler` generate-pairs writes pairs with, and greedy answers for generation-based
 /// evaluation. Plugins get the protocols, never `LlamaModel`. Before the first step it is the starting
 /// policy; the trainer updates the same model in place, so later answers come from the trained one.

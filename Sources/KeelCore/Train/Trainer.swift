@@ -42,15 +42,15 @@ public enum GenerationMetric {
     public static let lengthMean = "generation/length_mean"
 }
 
-/// Sub-streams of `training.seed` the trainer draws from (1 and 2 are the data plugins', `SeedStream`).
+/// Sub-streams of `training.seed` the trainer draws from (1 and 2 are the data plugins', `SeedStream`;
+/// signal providers split off streams from 17 on, `SignalRun.seed`).
 enum TrainerSeedStream {
     static let dataOrder: UInt64 = 16
-    static let rewardHead: UInt64 = 17
 }
 
-/// Trains a policy on a recipe's plugin graph: preference pairs → micro-batches → policy (and reference)
-/// log-probs → the recipe's weighted loss → backward → gradient accumulation → clipping → AdamW →
-/// scheduler hooks. `train(observer:)` is the loop; everything else prepares it or is called from it.
+/// Trains a policy on a recipe's plugin graph: preference pairs → micro-batches → the signals the losses
+/// need (`SignalProvider`) → the recipe's weighted loss → backward → gradient accumulation → clipping →
+/// AdamW → scheduler hooks. `train(observer:)` is the loop; everything else prepares it or is called from it.
 public final class Trainer: TrainingContext {
     public let recipe: Recipe
     public let plugins: PluginInstances
@@ -58,12 +58,16 @@ public final class Trainer: TrainingContext {
     public let optimizerConfig: OptimizerConfig
     public let tokenizer: BPETokenizer
     public let policy: LlamaModel
-    /// The policy with a scalar head `score.weight` [1, C] on it, when a loss declares `.rewardHead`.
-    public let rewardModel: LlamaRewardModel?
-    /// What the optimizer updates and checkpoints store: the policy's parameters, then the reward head.
+    /// What the optimizer updates and checkpoints store: the policy's parameters, then those signal
+    /// providers added (`SignalRun.trainable`).
     public let trainable: Parameters
-    /// Loaded only when a plugin needs it; released after caching its log-probs (`cache_logprobs`).
-    public private(set) var reference: LlamaModel?
+    /// The models, data and reward as signal providers see them.
+    public let signalRun: SignalRun
+    /// The graph's providers, each with the keys it computes, in computing order.
+    let signalProviders: [(provider: any SignalProvider, keys: [SignalKey])]
+    /// Loaded only when a signal provider requires it or a scheduler changes it; released after caching
+    /// its log-probs (`cache_logprobs`).
+    public var reference: LlamaModel? { signalRun.reference }
     let optimizer: AdamW
     public let trainPairs: [TokenizedPair]
     public let evalPairs: [TokenizedPair]
@@ -72,15 +76,12 @@ public final class Trainer: TrainingContext {
     let pairTokenizer: PairTokenizer
     let sourcePairs: [String: PreferencePair]
     let padID: Int
-    let needsReference: Bool, mutatesReference: Bool, needsRewards: Bool, schedulesLearningRate: Bool
+    /// Whether batches share each pair's prompt: `training.share_prompt`, unless a provider needs separate rows.
+    let sharesPrompt: Bool
+    let mutatesReference: Bool, schedulesLearningRate: Bool
     /// The model as data plugins and evaluation see it (scoring, sampling, greedy answers).
     let policyAccess: PolicyAccess
-    /// DEFT's Q_diff over the training pairs, when a loss needs the differential reward (deft-guidance).
-    let differentialVector: [Float]?
-    /// Some loss reads the policy's log-probs (any loss without `.rewardHead`).
-    let needsPolicyLogProbs: Bool
     let checkpointablePlugins: [(keyPath: String, plugin: any Checkpointable)]
-    var referenceCache: [MetricSplit: (chosen: [Float], rejected: [Float])] = [:]
     private var currentOrder: (epoch: Int, order: [Int])?
     private var scheduledMetrics: [String: Double] = [:]
 
@@ -97,13 +98,10 @@ public final class Trainer: TrainingContext {
         config = recipe.trainingConfig
         optimizerConfig = recipe.optimizerConfig
         plugins = try graph.instantiate()
-        let nodes = recipe.loss + recipe.schedulers + recipe.reward
-        func any(_ capability: Capabilities) -> Bool { nodes.contains { $0.descriptor.capabilities.contains(capability) } }
-        (needsReference, mutatesReference, needsRewards) = (any(.needsReference), any(.mutatesReference), any(.needsRewards))
+        mutatesReference = recipe.schedulers.contains { $0.descriptor.capabilities.contains(.mutatesReference) }
         schedulesLearningRate = recipe.schedulers.contains { $0.descriptor.controls.contains(ControlledValue.learningRate) }
-        needsPolicyLogProbs = recipe.loss.contains { !$0.descriptor.capabilities.contains(.rewardHead) }
 
-        // The policy comes first: data plugins may sample from it (generate-pairs) or score with it (DEFT).
+        // The policy comes first: data plugins may sample from it (generate-pairs) or score with it (model-scored filters).
         tokenizer = try ModelLoading.tokenizer(recipe.model)
         pairTokenizer = try PairTokenizer(tokenizer: tokenizer)
         padID = pairTokenizer.padID
@@ -116,8 +114,7 @@ public final class Trainer: TrainingContext {
         let dataset = try plugins.loadData(seed: config.seed, sampler: policyAccess)
         var (train, trainReport) = try pairTokenizer.tokenize(dataset.train, node: "tokenize (train)")
         var (eval, evalReport) = try pairTokenizer.tokenize(dataset.eval, node: "tokenize (eval)")
-        differentialVector = recipe.loss.contains { $0.descriptor.capabilities.contains(.needsDifferentialReward) }
-            ? try DifferentialDistribution.of(train, vocabularySize: policy.config.vocab, user: "differential reward").map { Float($0) } : nil
+        let tokenizedTrain = train
         let transformReports = try plugins.transformTokenized(&train, split: "train", scorer: policyAccess)
             + plugins.transformTokenized(&eval, split: "eval", scorer: policyAccess)
         PairTokenizer.truncate(&train, maxLength: config.maxLength, report: &trainReport)
@@ -133,25 +130,30 @@ public final class Trainer: TrainingContext {
         guard largestID < policy.config.vocab else {
             throw TrainerError("token id \(largestID) is outside the model's vocabulary of \(policy.config.vocab); the tokenizer does not match the model")
         }
-        reference = needsReference || mutatesReference
+        let reference = graph.needsReference || mutatesReference
             ? try ModelLoading.model(ModelLoading.referenceSource(recipe), maxLength: config.maxLength) : nil
-        if recipe.loss.contains(where: { $0.descriptor.capabilities.contains(.rewardHead) }) {
-            var generator = Philox(seed: config.seed).split(TrainerSeedStream.rewardHead)
-            rewardModel = try LlamaRewardModel(backbone: policy,
-                                               score: LlamaRewardModel.initialScore(hidden: policy.config.hidden, generator: &generator))
-        } else {
-            rewardModel = nil
+        sharesPrompt = config.sharesPrompt && !graph.signalProviders.contains { $0.requires.contains(.separateRows) }
+        let sources = sourcePairs, textTokenizer = pairTokenizer
+        signalRun = SignalRun(policy: policy, reference: reference, rewards: plugins.reward, seed: config.seed, batchSize: config.batchSize,
+                              padID: padID, sharesPrompt: config.sharesPrompt, cachesReference: recipe.cachesReferenceLogProbs && !mutatesReference,
+                              tokenizedTrainingPairs: tokenizedTrain, trainPairs: train, evalPairs: eval, log: log) { pair in
+            guard let source = sources[pair.id] else { throw TrainerError("pair \(pair.id) has no source text for the reward plugin") }
+            return try textTokenizer.texts(source)
         }
+        signalProviders = try graph.signalProviders.map { (try $0.instantiate(), $0.keys) }
         var trainable = policy.parameters
-        if let rewardModel { trainable.add(LlamaRewardModel.scoreWeightName, rewardModel.score) }
+        log("model: \(trainable.scalarCount) parameters\(reference == nil ? "" : ", with a frozen reference")")
+        for (provider, _) in signalProviders { try provider.prepare(signalRun) }
+        for (name, tensor) in signalRun.trainable { trainable.add(name, tensor) }
+        if !signalRun.trainable.isEmpty { log("signal providers: \(signalRun.trainable.map(\.name).joined(separator: ", ")) trained with the model") }
         self.trainable = trainable
-        log("model: \(trainable.scalarCount) parameters\(rewardModel == nil ? "" : " (with a reward head)")\(reference == nil ? "" : ", with a frozen reference")")
 
-        // Decoupled weight decay skips norm weights, as Hugging Face's Trainer does (no decay for norms/biases).
+        // Decoupled weight decay skips vectors (norm weights, biases), as Hugging Face's Trainer does: by
+        // rank, so a parameter a provider adds is decayed or not by what it is, not by its name.
         optimizer = AdamW(parameters: trainable, learningRate: Float(optimizerConfig.learningRate),
                           beta1: Float(optimizerConfig.beta1), beta2: Float(optimizerConfig.beta2),
                           epsilon: Float(optimizerConfig.epsilon), weightDecay: Float(optimizerConfig.weightDecay),
-                          weightDecayExempt: Set(trainable.names.filter { $0.contains("norm") }))
+                          weightDecayExempt: Set(trainable.entries.filter { $0.tensor.shape.count < 2 }.map(\.name)))
         learningRate = optimizerConfig.learningRate
         totalSteps = config.totalSteps(trainExamples: train.count)
 
@@ -160,14 +162,10 @@ public final class Trainer: TrainingContext {
         for (node, plugin) in plugins.reward?.terms ?? [] { if let c = plugin as? any Checkpointable { checkpointable.append((node.keyPath, c)) } }
         for (node, plugin) in plugins.loss.terms { if let c = plugin as? any Checkpointable { checkpointable.append((node.keyPath, c)) } }
         for (node, plugin) in plugins.schedulers { if let c = plugin as? any Checkpointable { checkpointable.append((node.keyPath, c)) } }
-        checkpointablePlugins = checkpointable
-
-        if needsReference, recipe.cachesReferenceLogProbs, !mutatesReference {
-            referenceCache[.train] = cachedReferenceLogProbs(trainPairs)
-            referenceCache[.eval] = cachedReferenceLogProbs(evalPairs)
-            reference = nil
-            log("reference: log-probs cached for \(train.count + eval.count) pairs")
+        for (provider, _) in signalProviders {
+            if let c = provider as? any Checkpointable { checkpointable.append(("signals.\(type(of: provider).descriptor.name)", c)) }
         }
+        checkpointablePlugins = checkpointable
     }
 
     // MARK: The loop
@@ -245,51 +243,13 @@ public final class Trainer: TrainingContext {
     /// The weighted loss Σ wₖ·Lₖ of the pairs `indices` of a split, and the loss plugins' metrics plus `loss`.
     func loss(_ indices: [Int], split: MetricSplit) throws -> (Tensor, [String: Double]) {
         let pairs = indices.map { split == .train ? trainPairs[$0] : evalPairs[$0] }
-        // deft-guidance's expectations and a reward head's last-token states are read per sequence, so
-        // their batches keep separate rows.
-        let sharesPrompt = config.sharesPrompt && differentialVector == nil && rewardModel == nil
-        let batch = PairBatch(pairs, padID: padID, sharesPrompt: sharesPrompt)
-        var policyScores: LossBatch?, differentialRewards: (chosen: Tensor, rejected: Tensor)?
-        if let differentialVector {
-            (policyScores, differentialRewards) = batch.scoresAndExpectations(policy, vector: differentialVector)
-        } else if needsPolicyLogProbs {
-            policyScores = batch.scores(policy)
-        }
-        let headScores = rewardModel.map { model -> HeadScores in
-            let rewards = model.rewards(batch.separateRows)
-            return .paired(chosen: rewards.rows(0..<pairs.count), rejected: rewards.rows(pairs.count..<2 * pairs.count))
-        }
-        var referenceScores: LossBatch?
-        if needsReference {
-            if let cache = referenceCache[split] {
-                referenceScores = .paired(chosen: SequenceScores(logProbs: Tensor(indices.map { cache.chosen[$0] }), tokenCounts: pairs.map(\.chosen.count)),
-                                          rejected: SequenceScores(logProbs: Tensor(indices.map { cache.rejected[$0] }), tokenCounts: pairs.map(\.rejected.count)))
-            } else if let reference {
-                referenceScores = withNoGrad { batch.scores(reference) }
-            }
-        }
-        let (terms, metrics) = try plugins.loss.evaluate(LossInput(policy: policyScores, reference: referenceScores,
-                                                                   rewards: needsRewards ? try rewards(pairs) : nil,
-                                                                   rewardHead: headScores,
-                                                                   hyperparameters: hyperparameters,
-                                                                   differentialRewards: differentialRewards))
+        let batch = SignalBatch(split: split, indices: indices, pairs: pairs, sequences: PairBatch(pairs, padID: padID, sharesPrompt: sharesPrompt))
+        var input = LossInput(hyperparameters: hyperparameters)
+        for (provider, keys) in signalProviders { try provider.compute(keys, for: batch, in: signalRun, into: &input.signals) }
+        let (terms, metrics) = try plugins.loss.evaluate(input)
         var total = terms[0].loss * Float(terms[0].weight)
         for term in terms.dropFirst() { total = total + term.loss * Float(term.weight) }
         return (total, metrics.merging([TrainMetric.loss: Double(total.item())]) { $1 })
-    }
-
-    /// Reward-model scores of each pair's texts (the recipe's `reward:` plugin).
-    private func rewards(_ pairs: [TokenizedPair]) throws -> RewardScores {
-        guard let reward = plugins.reward else { throw TrainerError("a loss needs rewards but the recipe has no reward plugin") }
-        var chosen: [Double] = [], rejected: [Double] = []
-        for pair in pairs {
-            guard let source = sourcePairs[pair.id] else { throw TrainerError("pair \(pair.id) has no source text for the reward plugin") }
-            let (prompt, c, r) = try pairTokenizer.texts(source)
-            let scores = try reward.scorePair(prompt: prompt, chosen: c, rejected: r)
-            chosen.append(scores.chosen)
-            rejected.append(scores.rejected)
-        }
-        return .paired(chosen: chosen, rejected: rejected)
     }
 
     /// Mean loss and metrics over the evaluation pairs, without gradients (weighted by pairs per batch).
@@ -328,23 +288,6 @@ public final class Trainer: TrainingContext {
         }
         try observer.record(step: step, split: .eval, metrics: metrics)
         try observer.generations(step: step, answers)
-    }
-
-    /// Reference log-probs of every pair, computed once in fixed batches (so a resumed run recomputes the
-    /// same values bit for bit).
-    private func cachedReferenceLogProbs(_ pairs: [TokenizedPair]) -> (chosen: [Float], rejected: [Float]) {
-        guard let reference else { return ([], []) }
-        var chosen: [Float] = [], rejected: [Float] = []
-        withNoGrad {
-            for start in stride(from: 0, to: pairs.count, by: config.batchSize) {
-                guard case .paired(let c, let r) = PairBatch(Array(pairs[start..<min(start + config.batchSize, pairs.count)]), padID: padID,
-                                                             sharesPrompt: config.sharesPrompt).scores(reference)
-                else { continue }
-                chosen += c.logProbs.toArray()
-                rejected += r.logProbs.toArray()
-            }
-        }
-        return (chosen, rejected)
     }
 
     // MARK: TrainingContext

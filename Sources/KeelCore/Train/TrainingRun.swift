@@ -32,7 +32,7 @@ public enum RunEvent {
     public static let overrides = "overrides"
     /// A stop request (SIGTERM/SIGINT) ended the run after a checkpoint; it resumes from there.
     public static let stopped = "stopped"
-    /// Every score a ranking data filter (DEFT) gave, one event per node: `ExampleScoresEvent`.
+    /// Every score a ranking data filter gave, one event per node: `ExampleScoresEvent`.
     public static let exampleScores = "example-scores"
     /// Greedy answers to held-out prompts at one step: `GenerationsEvent`.
     public static let generations = "generations"
@@ -232,7 +232,9 @@ public final class TrainingRun: TrainingObserver {
             let trainSeconds = Date().timeIntervalSince(started)
             display.end()
             // The export overlaps the final checkpoint's background write (the weights no longer change).
-            try export(trainer.policy, rewardHead: trainer.rewardModel?.score, tokenizer: trainer.tokenizer, to: layout.export(runID))
+            try export(trainer.policy, providers: trainer.signalProviders.map(\.provider),
+                       parameters: Dictionary(uniqueKeysWithValues: trainer.signalRun.trainable.map { ($0.name, $0.tensor) }),
+                       tokenizer: trainer.tokenizer, to: layout.export(runID))
             try ExportDestination.mark(layout.export(runID), runID: runID)
             if let copy = graph.recipe.exportCopyDirectory {
                 try ExportDestination.replace(copy, with: layout.export(runID), runID: runID,
@@ -283,12 +285,12 @@ public final class TrainingRun: TrainingObserver {
         }
     }
 
-    /// Writes `model` and its tokenizer as a Hugging Face folder; with `rewardHead`, as a reward model
-    /// (`LlamaRewardModel`: `LlamaForSequenceClassification`, `score.weight`).
-    public static func export(_ model: LlamaModel, rewardHead: Tensor? = nil, tokenizer: BPETokenizer, to directory: URL) throws {
-        if let rewardHead {
-            try LlamaRewardModel(backbone: model, score: rewardHead).save(to: directory)
-        } else {
+    /// Writes `model` and its tokenizer as a Hugging Face folder: as the first of the run's signal
+    /// `providers` that exports the model writes it (with `parameters`, those the providers trained),
+    /// else as a causal LM.
+    public static func export(_ model: LlamaModel, providers: [any SignalProvider] = [], parameters: [String: Tensor] = [:],
+                              tokenizer: BPETokenizer, to directory: URL) throws {
+        if try !providers.contains(where: { try $0.exportModel(model, parameters: parameters, to: directory) }) {
             try model.weights().saveHuggingFace(to: directory)
         }
         try tokenizer.writeHuggingFaceFiles(to: directory)
@@ -300,14 +302,18 @@ public final class TrainingRun: TrainingObserver {
         guard let record = try store.run(runID) else { throw StoreError.unknownRun(runID) }
         let checkpoints = try RunCheckpoints(store: store, runID: runID, checkpointsDirectory: layout.checkpoints(runID), keepLast: 1)
         guard let checkpoint = try checkpoints.latest() else { throw TrainerError("run \(runID) has no complete checkpoint to export") }
-        let recipe = try recipeLoader(of: runID, store: store, registry: registry, layout: layout)
-            .load(URL(fileURLWithPath: record.recipePath), displayName: record.recipePath).recipe
+        let graph = try recipeLoader(of: runID, store: store, registry: registry, layout: layout)
+            .load(URL(fileURLWithPath: record.recipePath), displayName: record.recipePath)
+        let recipe = graph.recipe
         let model = try ModelLoading.model(recipe.model, maxLength: recipe.trainingConfig.maxLength)
         let weights = try checkpoint.url(of: TrainerCheckpointFile.model)
         try ModelLoading.load(model.parameters, from: weights)
+        // The checkpoint's tensors beyond the policy's are those signal providers trained.
         let file = try SafeTensorsFile(path: weights.path)
-        let rewardHead = try file.tensor(named: LlamaRewardModel.scoreWeightName).map { try file.load($0.name) }
-        try export(model, rewardHead: rewardHead, tokenizer: try ModelLoading.tokenizer(recipe.model), to: directory)
+        var parameters: [String: Tensor] = [:]
+        for info in file.tensors where model.parameters[info.name] == nil { parameters[info.name] = try file.load(info.name) }
+        try export(model, providers: try graph.signalProviders.map { try $0.instantiate() }, parameters: parameters,
+                   tokenizer: try ModelLoading.tokenizer(recipe.model), to: directory)
     }
 
     // MARK: TrainingObserver

@@ -2,8 +2,8 @@ import Foundation
 
 // The expectation of a fixed vector q over the vocabulary under the LM head's next-token distribution:
 //     E[n] = Σ_v softmax(h[n] · Wᵀ)_v · q[v]
-// DEFT (arXiv 2604.01787) scores a response by the mean of E over its completion positions with
-// q = Q_diff, the difference of the chosen and rejected token-frequency distributions.
+// A response's score is then the mean of E over its completion positions (e.g. with q the difference
+// of the chosen and rejected token-frequency distributions of a preference data set).
 // As in LMHead.swift, the [N, V] logits are never stored: one sgemm fills a rowChunk × vocabTile block
 // and an online softmax folds it in, keeping per row a running max m, the rescaled sum s = Σ e^(l−m)
 // and the rescaled weighted sum t = Σ e^(l−m)·q (both multiplied by e^(m_old − m_new) when m grows),

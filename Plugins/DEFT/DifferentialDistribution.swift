@@ -1,4 +1,6 @@
-/// DEFT's token statistics (arXiv 2604.01787), shared by its data filter and its guidance loss term:
+import KeelCore
+
+/// DEFT's token statistics (arXiv 2604.01787), shared by its data filter and the expectation vector of its guidance term:
 ///
 ///     Q_pos(v) = count of v in all chosen completions / their total tokens       (a distribution over V)
 ///     Q_neg(v) = the same over the rejected completions
