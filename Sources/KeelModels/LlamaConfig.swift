@@ -246,6 +246,16 @@ extension LlamaConfig {
         try validate(source: source)
     }
 
+    /// transformers' `generation_config.json` of a causal LM: its special token ids (generation then stops
+    /// at EOS, as `keel generate` does) and greedy decoding, transformers' default.
+    public func generationConfigJSON() throws -> Data {
+        let json: [String: Any] = [
+            HFKey.bos: bosTokenId ?? NSNull(), HFKey.eos: eosTokenId ?? NSNull(), HFKey.pad: padTokenId ?? NSNull(),
+            "do_sample": false,
+        ]
+        return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+    }
+
     /// transformers' `config.json` for `LlamaForCausalLM` in float32, with every field it needs to
     /// rebuild this architecture (biases off, SiLU, no rope scaling), keys sorted for stable diffs.
     /// `sequenceClassification`: a one-label `LlamaForSequenceClassification` (a reward model) instead.

@@ -9,7 +9,7 @@ final class DaemonConsoleTests: XCTestCase {
     /// model is.
     func testConsoleShowsProgressAndWhereTheModelIs() throws {
         let sandbox = try DaemonSandbox(self)
-        try sandbox.stage("slow.yaml", DaemonSandbox.tinyRecipe(name: "slow", steps: 60, hidden: 64))
+        try sandbox.stage("slow.yaml", DaemonSandbox.tinyRecipe(name: "slow", steps: 400, hidden: 64))
         try sandbox.drop("slow.yaml")
         let daemon = try sandbox.startDaemon(["--exit-when-idle", "--progress-every", "0.2"])
         daemon.waitUntilExit()
@@ -19,7 +19,7 @@ final class DaemonConsoleTests: XCTestCase {
         let progress = output.split(separator: "\n").filter { $0.contains("\(run.id): step ") }
         XCTAssertFalse(progress.isEmpty, output)
         for line in progress {
-            XCTAssertNotNil(line.range(of: #": step \d+/60 loss [-0-9.e]+ [0-9.]+ s/step \d+ tok/s"#, options: .regularExpression), String(line))
+            XCTAssertNotNil(line.range(of: #": step \d+/400 loss [-0-9.e]+ [0-9.]+ s/step \d+ tok/s"#, options: .regularExpression), String(line))
         }
         XCTAssertTrue(output.contains("\(run.id): completed; model in \(sandbox.varDirectory.path)/runs/\(run.id)/export"), output)
     }

@@ -17,6 +17,11 @@ public struct RunLayout: Sendable {
     public func referenceExport(_ runID: String) -> URL { run(runID).appendingPathComponent("reference-export", isDirectory: true) }
 }
 
+extension TrainMetric {
+    /// Passes over the training data so far, fractional (TRL's `epoch`), recorded with every train step.
+    public static let epoch = "epoch"
+}
+
 /// `events.kind` values written by training runs.
 public enum RunEvent {
     public static let data = "data"
@@ -79,6 +84,8 @@ public final class TrainingRun: TrainingObserver {
     /// Seconds the training thread spent writing to SQLite and on checkpoints (waiting for the previous
     /// write, copying the state), reported as shares of the training time.
     public private(set) var storeSeconds = 0.0, checkpointSeconds = 0.0
+    /// Optimizer steps per pass over the training data: the `epoch` metric is step / this (TRL's `epoch`).
+    var stepsPerEpoch = 1
     /// Seconds the background thread spent writing checkpoints (not on the training thread's path).
     public var checkpointWriteSeconds: Double { checkpointWriter.busySeconds }
 
@@ -150,6 +157,9 @@ public final class TrainingRun: TrainingObserver {
             display.line("resuming despite changes (--force):\n  " + changes.joined(separator: "\n  "))
         }
         try trainRequirements(of: graph.recipe, layout: layout, registry: registry, display: display)
+        if let log = record.logPath, (log as NSString).lastPathComponent == foregroundLogName {
+            try display.tee(to: URL(fileURLWithPath: log))
+        }
         display.line("resume \(runID)")
         try execute(store: store, runID: runID, graph: graph, layout: layout, display: display)
     }
@@ -158,7 +168,7 @@ public final class TrainingRun: TrainingObserver {
     public static let foregroundLogName = "run.log"
 
     /// A loader that applies the `--set` overrides `runID` was started with.
-    static func recipeLoader(of runID: String, store: KeelStore, registry: PluginRegistry) throws -> RecipeLoader {
+    public static func recipeLoader(of runID: String, store: KeelStore, registry: PluginRegistry) throws -> RecipeLoader {
         var loader = RecipeLoader(registry: registry)
         if let event = try store.events(runID).last(where: { $0.kind == RunEvent.overrides }) {
             loader.overrides = try JSONDecoder().decode([String].self, from: Data(event.message.utf8)).map(RecipeOverride.init)
@@ -204,8 +214,8 @@ public final class TrainingRun: TrainingObserver {
             // Staging the start state allocates (and faults in) the staging buffers now, so that a
             // checkpoint in the loop costs only the copy (SmolLM2: 1.6 GB of fresh pages took seconds).
             _ = try trainer.checkpointFiles(staging: training.staging)
-            display.begin(totalSteps: trainer.totalSteps, fromStep: trainer.step,
-                          stepsPerEpoch: graph.recipe.trainingConfig.stepsPerEpoch(trainExamples: trainer.trainPairs.count))
+            training.stepsPerEpoch = graph.recipe.trainingConfig.stepsPerEpoch(trainExamples: trainer.trainPairs.count)
+            display.begin(totalSteps: trainer.totalSteps, fromStep: trainer.step)
             let started = Date()
             try trainer.train(observer: training)
             let trainSeconds = Date().timeIntervalSince(started)
@@ -299,6 +309,8 @@ public final class TrainingRun: TrainingObserver {
     // MARK: TrainingObserver
 
     public func record(step: Int, split: MetricSplit, metrics: [String: Double]) throws {
+        var metrics = metrics
+        if split == .train { metrics[TrainMetric.epoch] = Double(step) / Double(max(stepsPerEpoch, 1)) }
         let started = Date()
         try store.recordMetrics(runID, step: step, split: split, metrics)
         storeSeconds += Date().timeIntervalSince(started)
