@@ -4,18 +4,19 @@ import Foundation
 import KeelCore
 
 /// `keel eval`: a trained policy against its reference on held-out preference pairs — implicit-reward
-/// accuracy and margin, log-prob accuracy, each with its standard error (`PreferenceEvaluation`: the
-/// trainer's tokenisation, batching and metric formulas, so a run's own evaluation pairs give the
-/// numbers it logged).
+/// accuracy and margin, log-prob accuracy — and, for a run, the reward of its greedy answers to held-out
+/// prompts, each with its standard error. The numbers come from the trainer's own code: a run is
+/// evaluated by its trainer restored from its last checkpoint (`TrainingRun.restoredTrainer`), pairs by
+/// `PreferenceEvaluation`, answers by `Trainer.evaluateGenerations`.
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Evaluate a policy against its reference on preference pairs: implicit-reward accuracy and margin, log-prob accuracy, with standard errors.",
+        abstract: "Evaluate a policy against its reference: implicit-reward accuracy and margin, log-prob accuracy, generation reward, with standard errors.",
         discussion: """
-        Give a run (its export/ is the policy; the model it started from, its reference; β and max_length \
-        from its recipe) or --policy and --reference. Pairs: HH lines {"chosen", "rejected"} or TRL lines \
-        {prompt, chosen, rejected}, tokenised as the trainer does (EOS appended, cut to max_length). \
-        Standard errors are s/√n over the pairs.
+        Give a run (its last checkpoint is the policy, its reference the reference; β and max_length from \
+        its recipe; pairs: its own held-out split unless --data) or --policy, --reference and --data. Pairs: \
+        HH lines {"chosen", "rejected"} or TRL lines {prompt, chosen, rejected}, tokenised as the trainer \
+        does (EOS appended, cut to max_length). Standard errors are s/√n over the pairs (answers).
         """)
 
     @Argument(help: VarDirectoryOption.runHelp)
@@ -27,19 +28,19 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "The policy's reference, usually the model it started from (instead of a run).")
     var reference: String?
 
-    @Option(help: "JSON-lines file of preference pairs (HH or TRL format).")
-    var data: String
+    @Option(help: "JSON-lines file of preference pairs, HH or TRL format (for a run: instead of its held-out split).")
+    var data: String?
 
-    @Option(help: "β of the implicit reward β·(log π − log πref) (default: the run's loss β, else the dpo loss's).")
+    @Option(help: "A run only: answer this many of its held-out prompts greedily and score them with its reward plugin.")
+    var generations: Int?
+
+    @Option(help: "β of the implicit reward β·(log π − log πref) (otherwise the run's loss β, else the dpo loss's).")
     var beta: Double?
-
-    @Option(help: "Longest prompt + completion in tokens (default: the run's training.max_length, else the model's positions).")
-    var maxLength: Int?
 
     @Option(help: "Pairs scored per batch.")
     var batchSize = 8
 
-    @Option(help: "Evaluate at most this many pairs.")
+    @Option(help: "Evaluate at most this many pairs of --data.")
     var limit: Int?
 
     @Flag(help: "Print JSON.")
@@ -49,34 +50,46 @@ struct EvalCommand: ParsableCommand {
 
     func validate() throws {
         if runReference != nil, policy != nil || reference != nil { throw ValidationError("give a run or --policy and --reference, not both") }
-        if runReference == nil, policy == nil || reference == nil { throw ValidationError("give a run, or --policy and --reference") }
+        if runReference == nil, policy == nil || reference == nil || data == nil {
+            throw ValidationError("give a run, or --policy, --reference and --data")
+        }
+        if runReference == nil, generations != nil { throw ValidationError("--generations needs a run (its prompts and reward plugin)") }
+        if let generations, generations < 1 { throw ValidationError("--generations must be at least 1, got \(generations)") }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
     }
 
     func run() throws {
         try runReportingErrors {
-            let models = try loadModels()
-            let pairTokenizer = try PairTokenizer(tokenizer: models.tokenizer)
-            let (pairs, skipped) = try PreferenceFile.read(data, limit: limit)
-            var (tokenized, report) = try pairTokenizer.tokenize(pairs.map(Example.pair), node: "eval")
-            let maxLength = min(maxLength ?? models.maxLength ?? models.policy.config.maxPositions, models.policy.config.maxPositions)
-            PairTokenizer.truncate(&tokenized, maxLength: maxLength, report: &report)
-            let evaluation = PreferenceEvaluation(policy: models.policy, reference: models.reference, pairs: tokenized,
-                                                  beta: models.beta, padID: pairTokenizer.padID, batchSize: batchSize)
-            let notes = (skipped.merging(report.skipped) { $0 + $1 }).map { "\($0.value) skipped (\($0.key))" }
-                + report.flagged.map { "\($0.value) \($0.key) to \(maxLength) tokens" }
+            let subject = try runReference.map(evaluatedRun) ?? evaluatedPaths()
+            let pairTokenizer = try PairTokenizer(tokenizer: subject.tokenizer)
+            var notes: [String] = []
+            var pairs = subject.heldOutPairs
+            if let data {
+                let (read, skipped) = try PreferenceFile.read(data, limit: limit)
+                var report: DataNodeReport
+                (pairs, report) = try pairTokenizer.tokenize(read.map(Example.pair), node: "eval")
+                PairTokenizer.truncate(&pairs, maxLength: subject.maxLength, report: &report)
+                notes = skipped.merging(report.skipped) { $0 + $1 }.map { "\($0.value) skipped (\($0.key))" }
+                    + report.flagged.map { "\($0.value) \($0.key) to \(subject.maxLength) tokens" }
+            }
+            guard !pairs.isEmpty else { throw TrainerError("no pairs to evaluate: the run has no held-out split; give --data FILE") }
+            var metrics = PreferenceEvaluation(policy: subject.policy, reference: subject.reference, pairs: pairs,
+                                               beta: subject.beta, padID: pairTokenizer.padID, batchSize: batchSize).metrics
+            if let answers = try subject.answers?() { metrics.merge(Self.generationMetrics(answers)) { $1 } }
+            let source = data ?? "the run's held-out split"
             if json {
-                print(try JSONOutput.line(EvalOutput(pairs: evaluation.pairs, beta: models.beta, maxLength: maxLength,
-                                                     policy: models.policyName, reference: models.referenceName, data: data,
-                                                     metrics: evaluation.metrics, notes: notes.sorted())))
-            } else {
-                print("\(evaluation.pairs) pairs of \(data) (β \(models.beta), max_length \(maxLength))" + (notes.isEmpty ? "" : "; " + notes.sorted().joined(separator: ", ")))
-                print("policy \(models.policyName)\nreference \(models.referenceName)")
-                for (label, name) in Self.rows {
-                    guard let estimate = evaluation.metrics[name] else { continue }
-                    print(String(format: "%-28@ %9.4f ± %.4f   (%@)", label as NSString, estimate.mean, estimate.standardError, name))
-                }
+                print(try JSONOutput.line(EvalOutput(pairs: pairs.count, beta: subject.beta, maxLength: subject.maxLength, policy: subject.policyName,
+                                                     reference: subject.referenceName, data: source, metrics: metrics, notes: notes.sorted())))
+                return
+            }
+            print("\(pairs.count) pairs of \(source) (β \(subject.beta), max_length \(subject.maxLength))"
+                  + (notes.isEmpty ? "" : "; " + notes.sorted().joined(separator: ", ")))
+            print("policy \(subject.policyName)\nreference \(subject.referenceName)")
+            let generationRows = metrics.keys.filter { $0.hasPrefix(GenerationMetric.rewardMean + "/") }.sorted().map { ("  reward term", $0) }
+            for (label, name) in Self.rows + generationRows {
+                guard let estimate = metrics[name] else { continue }
+                print(String(format: "%-28@ %9.4f ± %.4f   (%@)", label as NSString, estimate.mean, estimate.standardError, name))
             }
         }
     }
@@ -86,7 +99,19 @@ struct EvalCommand: ParsableCommand {
         ("implicit reward, chosen", PairwiseMetrics.rewardsChosen), ("implicit reward, rejected", PairwiseMetrics.rewardsRejected),
         ("log-prob accuracy", PreferenceEvaluation.logpsAccuracies), ("reference log-prob accuracy", PreferenceEvaluation.referenceLogpsAccuracies),
         ("log-prob, chosen", PairwiseMetrics.logpsChosen), ("log-prob, rejected", PairwiseMetrics.logpsRejected),
+        ("greedy answers' reward", GenerationMetric.rewardMean), ("greedy answers' length", GenerationMetric.lengthMean),
     ]
+
+    /// The answers' reward (and each term's) and length, as the trainer's generation metrics, with standard errors.
+    static func generationMetrics(_ answers: [GeneratedAnswer]) -> [String: PreferenceEvaluation.Estimate] {
+        var metrics = [GenerationMetric.lengthMean: PreferenceEvaluation.Estimate(answers.map { Double($0.tokens) })]
+        let rewards = answers.compactMap(\.reward)
+        if !rewards.isEmpty { metrics[GenerationMetric.rewardMean] = PreferenceEvaluation.Estimate(rewards) }
+        for name in answers.first?.rewardTerms?.keys.sorted() ?? [] {
+            metrics[GenerationMetric.rewardMean + "/" + name] = PreferenceEvaluation.Estimate(answers.compactMap { $0.rewardTerms?[name] })
+        }
+        return metrics
+    }
 
     struct EvalOutput: Encodable {
         let pairs: Int
@@ -102,49 +127,60 @@ struct EvalCommand: ParsableCommand {
         }
     }
 
-    struct Models {
+    /// What is evaluated: the two models, how pairs are read, and (a run) its held-out pairs and answers.
+    struct Subject {
         let policy: LlamaModel, reference: LlamaModel
         let tokenizer: BPETokenizer
         let beta: Double
-        let maxLength: Int?
+        let maxLength: Int
         let policyName: String, referenceName: String
+        let heldOutPairs: [TokenizedPair]
+        let answers: (() throws -> [GeneratedAnswer])?
     }
 
-    /// The run's export and starting model (β and max_length from its recipe), or the two paths.
-    private func loadModels() throws -> Models {
-        let defaultBeta = ResolvedOptions(defaultsOf: DPOLoss.descriptor.options).double(DPOLoss.Option.beta)
-        guard let runReference else {
-            let (policyPath, referencePath) = (policy ?? "", reference ?? "")
-            let loaded = try ModelLoading.pretrained(at: policyPath)
-            return Models(policy: loaded.model, reference: try ModelLoading.pretrained(at: referencePath).model, tokenizer: loaded.tokenizer,
-                          beta: try chosenBeta(recipe: nil, default: defaultBeta), maxLength: nil, policyName: policyPath, referenceName: referencePath)
-        }
-        let (store, runID) = try varDirectory.resolve(runReference)
-        guard let record = try store.run(runID) else { throw StoreError.unknownRun(runID) }
-        let export = varDirectory.layout.export(runID)
-        guard record.status == .completed, FileManager.default.fileExists(atPath: export.path) else {
-            throw TrainerError("run \(runID) is \(record.status.rawValue) and has no export at \(export.path); expected a completed run")
-        }
-        let recipe = try TrainingRun.recipeLoader(of: runID, store: store, registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout))
-            .load(URL(fileURLWithPath: record.recipePath), displayName: record.recipePath).recipe
-        let loaded = try ModelLoading.pretrained(at: export.path)
-        let referenceSource = ModelLoading.referenceSource(recipe)
-        let referenceName: String
-        switch referenceSource {
-        case .gguf(let path): referenceName = path
-        case .huggingFace(let directory): referenceName = directory
-        case .tiny: referenceName = "the run's starting tiny model (its recipe's seeded weights)"
-        }
-        return Models(policy: loaded.model, reference: try ModelLoading.model(referenceSource, maxLength: loaded.model.config.maxPositions),
-                      tokenizer: loaded.tokenizer, beta: try chosenBeta(recipe: recipe, default: defaultBeta),
-                      maxLength: recipe.trainingConfig.maxLength, policyName: export.path, referenceName: referenceName)
+    /// The run's trainer at its last checkpoint: its policy, reference, held-out pairs and prompts.
+    private func evaluatedRun(_ reference: String) throws -> Subject {
+        let (_, runID) = try varDirectory.resolve(reference)
+        let extra = try generations.map { [try RecipeOverride("training.eval_generations=\($0)")] } ?? []
+        let trainer = try TrainingRun.restoredTrainer(runID: runID, layout: varDirectory.layout,
+                                                      registry: keelPluginRegistry(loadingCustomPluginsOf: varDirectory.layout),
+                                                      extraOverrides: extra, log: printError)
+        let referenceModel = try trainer.reference ?? ModelLoading.model(ModelLoading.referenceSource(trainer.recipe), maxLength: trainer.config.maxLength)
+        let answers: (() throws -> [GeneratedAnswer])? = generations.map { _ in {
+            let collector = AnswerCollector()
+            try trainer.evaluateGenerations(observer: collector)
+            return collector.answers
+        } }
+        return Subject(policy: trainer.policy, reference: referenceModel, tokenizer: trainer.tokenizer,
+                       beta: try chosenBeta(trainer.recipe), maxLength: trainer.config.maxLength,
+                       policyName: "run \(runID), step \(trainer.step)", referenceName: "its reference" + (trainer.reference == nil ? " (the starting model, reloaded)" : ""),
+                       heldOutPairs: trainer.evalPairs, answers: answers)
     }
 
-    /// --beta, else the β of the run's loss node that has one, else `default`.
-    private func chosenBeta(recipe: Recipe?, default fallback: Double?) throws -> Double {
+    /// --policy and --reference as given.
+    private func evaluatedPaths() throws -> Subject {
+        let (policyPath, referencePath) = (policy ?? "", reference ?? "")
+        let loaded = try ModelLoading.pretrained(at: policyPath)
+        return Subject(policy: loaded.model, reference: try ModelLoading.pretrained(at: referencePath).model, tokenizer: loaded.tokenizer,
+                       beta: try chosenBeta(nil), maxLength: loaded.model.config.maxPositions, policyName: policyPath,
+                       referenceName: referencePath, heldOutPairs: [], answers: nil)
+    }
+
+    /// --beta, else the β of the run's loss node that has one, else the dpo loss's declared default.
+    private func chosenBeta(_ recipe: Recipe?) throws -> Double {
         if let beta { return beta }
         if let beta = recipe?.loss.lazy.compactMap({ $0.options.double(DPOLoss.Option.beta) }).first { return beta }
-        guard let fallback else { throw TrainerError("no β: pass --beta") }
-        return fallback
+        guard let beta = ResolvedOptions(defaultsOf: DPOLoss.descriptor.options).double(DPOLoss.Option.beta) else {
+            throw TrainerError("no β: pass --beta")
+        }
+        return beta
     }
+}
+
+/// Keeps the greedy answers `Trainer.evaluateGenerations` reports.
+private final class AnswerCollector: TrainingObserver {
+    var answers: [GeneratedAnswer] = []
+    func record(step: Int, split: MetricSplit, metrics: [String: Double]) throws {}
+    func checkpoint(_ trainer: Trainer) throws {}
+    func generations(step: Int, _ answers: [GeneratedAnswer]) throws { self.answers = answers }
 }

@@ -120,7 +120,8 @@ final class CLIConventionTests: XCTestCase {
         XCTAssertTrue(plan.output.contains("steps: 72 optimizer steps: 2 epochs × 36 steps of 16 × 1 examples"), plan.output)
     }
 
-    /// `keel eval RUN` on a held-out file: the run's export against its starting model, β from its recipe.
+    /// `keel eval RUN`: the run's trainer at its last checkpoint against its reference, β from its recipe,
+    /// on a file or on its own held-out split, with the greedy answers' length (tiny-dpo has no reward).
     func testEvalOfARunPrintsEstimatesWithStandardErrors() throws {
         XCTAssertEqual(try fixture.keel(["run", fixture.recipe.path]).status, 0)
         let pairs = fixture.directory.appendingPathComponent("held-out.jsonl")
@@ -143,6 +144,14 @@ final class CLIConventionTests: XCTestCase {
         let text = try fixture.keel(["eval", "latest", "--data", pairs.path])
         XCTAssertTrue(text.output.contains("implicit-reward accuracy"), text.output)
         XCTAssertNotEqual(try fixture.keel(["eval", "--data", pairs.path]).status, 0, "neither a run nor --policy/--reference")
+
+        let own = try fixture.keel(["eval", "latest", "--generations", "4", "--json"])
+        XCTAssertEqual(own.status, 0, own.error)
+        let ownJSON = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(own.output.utf8)) as? [String: Any])
+        XCTAssertEqual(ownJSON["pairs"] as? Int, 64, "tiny-dpo holds out 64 pairs")
+        XCTAssertEqual(ownJSON["data"] as? String, "the run's held-out split")
+        let ownMetrics = try XCTUnwrap(ownJSON["metrics"] as? [String: [String: Double]])
+        XCTAssertNotNil(ownMetrics["generation/length_mean"]?["standard_error"], "\(ownMetrics.keys.sorted())")
     }
 
     /// In a 70-column pseudo-terminal every progress line fits: no line of the output is wider than the

@@ -164,6 +164,24 @@ public final class TrainingRun: TrainingObserver {
         try execute(store: store, runID: runID, graph: graph, layout: layout, display: display)
     }
 
+    /// The trainer of `runID` at its latest complete checkpoint, built from its recipe with the run's
+    /// `--set` overrides and `extraOverrides` (which must not change what was trained), e.g. to evaluate
+    /// what the run trained (`keel eval`).
+    public static func restoredTrainer(runID: String, layout: RunLayout, registry: PluginRegistry,
+                                       extraOverrides: [RecipeOverride] = [], log: @escaping (String) -> Void) throws -> Trainer {
+        let store = try KeelStore(path: layout.store)
+        guard let record = try store.run(runID) else { throw StoreError.unknownRun(runID) }
+        var loader = try recipeLoader(of: runID, store: store, registry: registry)
+        loader.overrides += extraOverrides
+        let graph = try loader.load(URL(fileURLWithPath: record.recipePath), displayName: record.recipePath)
+        let trainer = try Trainer(graph: graph, log: log)
+        let checkpoints = try RunCheckpoints(store: store, runID: runID, checkpointsDirectory: layout.checkpoints(runID),
+                                             keepLast: graph.recipe.trainingConfig.keepCheckpoints)
+        guard let checkpoint = try checkpoints.latest() else { throw TrainerError("run \(runID) has no complete checkpoint") }
+        try trainer.restore(from: checkpoint)
+        return trainer
+    }
+
     /// The log of a `keel run` in its run folder (a daemon worker's is `worker.log`).
     public static let foregroundLogName = "run.log"
 
