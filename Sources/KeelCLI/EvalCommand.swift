@@ -89,7 +89,8 @@ struct EvalCommand: ParsableCommand {
             let generationRows = metrics.keys.filter { $0.hasPrefix(GenerationMetric.rewardMean + "/") }.sorted().map { ("  reward term", $0) }
             for (label, name) in Self.rows + generationRows {
                 guard let estimate = metrics[name] else { continue }
-                print(String(format: "%-28@ %9.4f ± %.4f   (%@)", label as NSString, estimate.mean, estimate.standardError, name))
+                print(label.padding(toLength: 28, withPad: " ", startingAt: 0)
+                      + String(format: " %9.4f ± %.4f   (%@)", estimate.mean, estimate.standardError, name))
             }
         }
     }
