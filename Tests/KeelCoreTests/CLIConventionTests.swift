@@ -103,7 +103,7 @@ final class CLIConventionTests: XCTestCase {
     /// Every command's help names each default once (ArgumentParser prints it; the text must not repeat it).
     func testHelpShowsEachDefaultOnce() throws {
         for command in ["run", "resume", "status", "export", "daemon", "logs", "cancel", "validate", "plan", "plugins", "plugin new",
-                        "generate", "score", "bench runtime", "bench model", "bench dpo"] {
+                        "generate", "score", "eval", "bench runtime", "bench model", "bench dpo"] {
             let help = try KeelBinary.run(command.split(separator: " ").map(String.init) + ["--help"]).output
             for line in help.split(separator: "\n") {
                 XCTAssertLessThanOrEqual(line.components(separatedBy: "default").count - 1, 1, "keel \(command) --help: \(line)")
