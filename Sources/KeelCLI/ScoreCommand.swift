@@ -13,8 +13,9 @@ struct ScoreCommand: ParsableCommand {
         discussion: """
         Accepts Anthropic HH lines {"chosen", "rejected"} (prompt = shared prefix up to the last \
         "\\n\\nAssistant:") and TRL preference lines {prompt, chosen, rejected} (strings, or message lists \
-        rendered with the model's ChatML template). Prompt and completion are tokenised jointly and no \
-        BOS/EOS is added. Given a reward model folder (LlamaForSequenceClassification, e.g. the export/ of \
+        rendered with the model's ChatML template). Prompt and completion are tokenised jointly; no BOS is \
+        added, and EOS only with --eos (the trainer appends EOS to every completion, so --eos gives the \
+        log-probs a run's metrics are built from; without it, those of the text alone). Given a reward model folder (LlamaForSequenceClassification, e.g. the export/ of \
         a reward-model run), it prints each completion's reward instead — EOS appended and cut to the \
         model's positions, as the trainer scores them — and the share of pairs ranked right.
         """)
@@ -41,6 +42,9 @@ struct ScoreCommand: ParsableCommand {
     @Flag(help: "Print one JSON object per pair.")
     var json = false
 
+    @Flag(help: "Append EOS to every completion before scoring, as the trainer does.")
+    var eos = false
+
     func validate() throws {
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
     }
@@ -49,6 +53,14 @@ struct ScoreCommand: ParsableCommand {
         if LlamaRewardModel.isRewardModelFolder(model) { return try runRewardModel() }
         let (llama, tokenizer) = try ModelLoading.pretrained(at: model, ggufPretokenizer: pretokenizer == .gpt2 ? .gpt2 : nil)
         let pairs = try readPairs()
+        let appended: [Int]
+        if eos {
+            guard let eosID = tokenizer.eosTokenID else { throw ValidationError("--eos: the model's tokenizer has no EOS token") }
+            appended = [eosID]
+        } else {
+            appended = []
+            printError("keel score: completions scored without EOS; the trainer appends one (--eos scores as it does)")
+        }
 
         // Tokenise every pair; a pair whose prompt tokens are not a prefix of the joint ones is reported and skipped.
         var scored: [(pair: PreferencePair, chosen: Int, rejected: Int)] = []
@@ -56,8 +68,10 @@ struct ScoreCommand: ParsableCommand {
         for pair in pairs {
             do {
                 let (prompt, chosen, rejected) = try texts(of: pair, tokenizer: tokenizer)
-                let c = try tokenizer.encode(prompt: prompt, completion: chosen)
-                let r = try tokenizer.encode(prompt: prompt, completion: rejected)
+                var c = try tokenizer.encode(prompt: prompt, completion: chosen)
+                var r = try tokenizer.encode(prompt: prompt, completion: rejected)
+                c.completion += appended
+                r.completion += appended
                 for s in [c, r] where s.prompt.count + s.completion.count > llama.config.maxPositions {
                     throw ValidationError("\(s.prompt.count + s.completion.count) tokens exceed the model's \(llama.config.maxPositions) positions")
                 }
@@ -125,38 +139,11 @@ struct ScoreCommand: ParsableCommand {
         let rejectedLogProb: Double, rejectedTokens: Int
     }
 
-    /// The pairs of `data` through KeelCore's sources: HH when the first line has no "prompt" and a
-    /// string "chosen", TRL's preference format otherwise.
+    /// The pairs of `data`; skipped lines are reported on standard error.
     private func readPairs() throws -> [PreferencePair] {
-        guard let contents = FileManager.default.contents(atPath: data) else {
-            throw DataError(["\(data): cannot read the file"])
-        }
-        let firstLine = contents.split(separator: UInt8(ascii: "\n")).first { !$0.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D } }
-        guard let firstLine, let object = try? JSONSerialization.jsonObject(with: Data(firstLine)) as? [String: Any] else {
-            throw DataError(["\(data): the first non-blank line is not a JSON object; expected HH {\"chosen\", \"rejected\"} or TRL {\"prompt\", \"chosen\", \"rejected\"} lines"])
-        }
-        let isHH = object["prompt"] == nil && object["chosen"] is String
-        var dataset = Dataset()
-        var report = DataNodeReport(node: isHH ? HHSource.descriptor.name : PreferenceJSONLSource.descriptor.name)
-        let context = DataContext(seed: 0, node: "score")
-        if isHH {
-            try HHSource(options: sourceOptions(HHSource.descriptor)).process(&dataset, report: &report, context: context)
-        } else {
-            try PreferenceJSONLSource(options: sourceOptions(PreferenceJSONLSource.descriptor)).process(&dataset, report: &report, context: context)
-        }
-        for (cause, count) in report.skipped.sorted(by: { $0.key < $1.key }) { printError("\(data): \(count) pairs skipped (\(cause))") }
-        return dataset.train.compactMap { if case .pair(let pair) = $0 { return pair } else { return nil } }
-    }
-
-    /// The source's own options with `path` = --data and `limit` = --limit.
-    private func sourceOptions(_ descriptor: PluginDescriptor) -> ResolvedOptions {
-        ResolvedOptions(defaultsOf: descriptor.options.map { spec in
-            switch spec.name {
-            case "path": return OptionSpec(spec.name, spec.type, default: .value(.path(data)), help: spec.help)
-            case "limit": return limit.map { OptionSpec(spec.name, spec.type, default: .value(.int($0)), help: spec.help) } ?? spec
-            default: return spec
-            }
-        })
+        let (pairs, skipped) = try PreferenceFile.read(data, limit: limit)
+        for (cause, count) in skipped.sorted(by: { $0.key < $1.key }) { printError("\(data): \(count) pairs skipped (\(cause))") }
+        return pairs
     }
 
     /// (prompt, chosen completion, rejected completion) as text. Message lists are rendered with the

@@ -10,7 +10,7 @@ struct KeelCommand: ParsableCommand {
         subcommands: [RunCommand.self, ResumeCommand.self, StatusCommand.self, ReportCommand.self, ExportCommand.self,
                       DaemonCommand.self, WorkerCommand.self, LogsCommand.self, CancelCommand.self,
                       ValidateCommand.self, PlanCommand.self, PluginsCommand.self, PluginCommand.self,
-                      GenerateCommand.self, ScoreCommand.self, BenchCommand.self])
+                      GenerateCommand.self, ScoreCommand.self, EvalCommand.self, BenchCommand.self])
 }
 
 KeelCommand.main()

@@ -189,6 +189,16 @@ extension LlamaConfig {
         if slidingRopeTheta == ropeTheta && ropeScaling == nil { slidingRopeTheta = nil }
     }
 
+    /// transformers' `generation_config.json` of a causal LM: its special token ids (generation then stops
+    /// at EOS, as `keel generate` does) and greedy decoding, transformers' default.
+    public func generationConfigJSON() throws -> Data {
+        let json: [String: Any] = [
+            HFKey.bos: bosTokenId ?? NSNull(), HFKey.eos: eosTokenId ?? NSNull(), HFKey.pad: padTokenId ?? NSNull(),
+            "do_sample": false,
+        ]
+        return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+    }
+
     /// transformers' `config.json` for this family's causal LM in float32 (RoPE in the top-level layout),
     /// keys sorted for stable diffs. `sequenceClassification`: a one-label `LlamaForSequenceClassification`
     /// (a reward model; LLaMA only).

@@ -183,6 +183,8 @@ extension ModelWeights {
 extension ModelWeights {
     public static let configFileName = "config.json"
     public static let safetensorsFileName = "model.safetensors"
+    /// Written beside a causal LM's config.json (not a reward model's): `LlamaConfig.generationConfigJSON`.
+    public static let generationConfigFileName = "generation_config.json"
     public static let safetensorsIndexFileName = "model.safetensors.index.json"
 
     /// Loads `config.json` plus `model.safetensors`, or the shards listed in `model.safetensors.index.json`
@@ -258,12 +260,15 @@ extension ModelWeights {
     /// `LlamaForSequenceClassification`.
     public func saveHuggingFace(to directory: URL, extraFiles: [String: Data] = [:], scoreHead: Tensor? = nil) throws {
         for name in extraFiles.keys where name.contains("/") || name.hasPrefix(".") || name.isEmpty
-            || name == Self.configFileName || name == Self.safetensorsFileName {
+            || name == Self.configFileName || name == Self.generationConfigFileName || name == Self.safetensorsFileName {
             throw ModelFormatError(source: directory.path, message: "extra file name '\(name)' is not a plain file name or clashes with the weights")
         }
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             try config.huggingFaceJSON(sequenceClassification: scoreHead != nil).write(to: directory.appendingPathComponent(Self.configFileName), options: .atomic)
+            if scoreHead == nil {
+                try config.generationConfigJSON().write(to: directory.appendingPathComponent(Self.generationConfigFileName), options: .atomic)
+            }
             for (name, contents) in extraFiles {
                 try contents.write(to: directory.appendingPathComponent(name), options: .atomic)
             }

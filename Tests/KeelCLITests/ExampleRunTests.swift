@@ -49,6 +49,14 @@ final class ExampleRunTests: XCTestCase {
         for (file, runID) in runIDs {
             XCTAssertEqual(try store.run(runID)?.status, .completed, file)
             XCTAssertTrue(FileManager.default.fileExists(atPath: layout.export(runID).appendingPathComponent("config.json").path), file)
+            // A causal LM's export carries generation_config.json (its EOS: generation stops there); a reward model's does not.
+            let generationConfig = layout.export(runID).appendingPathComponent("generation_config.json")
+            if file == "reward-model.yaml" {
+                XCTAssertFalse(FileManager.default.fileExists(atPath: generationConfig.path), file)
+            } else {
+                let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: generationConfig)) as? [String: Any], file)
+                XCTAssertEqual(json["eos_token_id"] as? Int, try XCTUnwrap(ModelLoading.pretrained(at: layout.export(runID).path).tokenizer.eosTokenID), file)
+            }
         }
         // The two requirements ran first, for the recipes that need them, and again as examples of their own.
         let required = lines.filter { $0.contains("does not exist yet: training it first") }

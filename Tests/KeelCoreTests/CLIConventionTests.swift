@@ -62,6 +62,27 @@ final class CLIConventionTests: XCTestCase {
         XCTAssertTrue(logs.output.contains("step 2/6 loss"), logs.output)
         XCTAssertTrue(logs.output.contains("epoch 0.06"), logs.output)
         XCTAssertTrue(logs.output.contains("done: 6 steps"), logs.output)
+        // TRL's `epoch`: steps / steps per epoch (576 training pairs / 16 = 36), recorded with each train step.
+        let epochs = try fixture.store().metricSeries(try fixture.onlyRunID(), split: .train, name: TrainMetric.epoch)
+        XCTAssertEqual(try XCTUnwrap(epochs.last?.value), 6.0 / 36, accuracy: 1e-12)
+    }
+
+    /// `keel score` says it scores without EOS unless --eos, which scores as the trainer does (one token more).
+    func testScoreAppendsEOSOnlyWhenAskedAndSaysSo() throws {
+        XCTAssertEqual(try fixture.keel(["run", fixture.recipe.path]).status, 0)
+        let export = fixture.varDirectory.appendingPathComponent("runs/\(try fixture.onlyRunID())/export").path
+        let pairs = fixture.directory.appendingPathComponent("pairs.jsonl")
+        try Data(#"{"prompt": "Continue: 4, 5, 6,\nAnswer:", "chosen": " 7.", "rejected": " 9."}"#.utf8 + [0x0A]).write(to: pairs)
+        func tokens(_ extra: [String]) throws -> (chosen: Int, stderr: String) {
+            let result = try KeelBinary.run(["score", "--model", export, "--data", pairs.path, "--json"] + extra)
+            XCTAssertEqual(result.status, 0, result.error)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+            return (try XCTUnwrap(json["chosenTokens"] as? Int), result.error)
+        }
+        let (plain, eos) = (try tokens([]), try tokens(["--eos"]))
+        XCTAssertEqual(eos.chosen, plain.chosen + 1)
+        XCTAssertTrue(plain.stderr.contains("completions scored without EOS; the trainer appends one (--eos scores as it does)"), plain.stderr)
+        XCTAssertEqual(eos.stderr, "")
     }
 
     func testStatusOfAnEmptyFolderCreatesNoDatabase() throws {
@@ -82,7 +103,7 @@ final class CLIConventionTests: XCTestCase {
     /// Every command's help names each default once (ArgumentParser prints it; the text must not repeat it).
     func testHelpShowsEachDefaultOnce() throws {
         for command in ["run", "resume", "status", "export", "daemon", "logs", "cancel", "validate", "plan", "plugins", "plugin new",
-                        "generate", "score", "bench runtime", "bench model", "bench dpo"] {
+                        "generate", "score", "eval", "bench runtime", "bench model", "bench dpo"] {
             let help = try KeelBinary.run(command.split(separator: " ").map(String.init) + ["--help"]).output
             for line in help.split(separator: "\n") {
                 XCTAssertLessThanOrEqual(line.components(separatedBy: "default").count - 1, 1, "keel \(command) --help: \(line)")
@@ -97,6 +118,40 @@ final class CLIConventionTests: XCTestCase {
         let plan = try fixture.keel(["plan", fixture.recipe.path, "--data"])
         // 640 generated pairs, 64 held out: 576 / 16 = 36 steps per epoch.
         XCTAssertTrue(plan.output.contains("steps: 72 optimizer steps: 2 epochs × 36 steps of 16 × 1 examples"), plan.output)
+    }
+
+    /// `keel eval RUN`: the run's trainer at its last checkpoint against its reference, β from its recipe,
+    /// on a file or on its own held-out split, with the greedy answers' length (tiny-dpo has no reward).
+    func testEvalOfARunPrintsEstimatesWithStandardErrors() throws {
+        XCTAssertEqual(try fixture.keel(["run", fixture.recipe.path]).status, 0)
+        let pairs = fixture.directory.appendingPathComponent("held-out.jsonl")
+        try Data("""
+            {"prompt": "Question: What is the capital of Peru?\\nAnswer:", "chosen": " Lima.", "rejected": " Oslo."}
+            {"prompt": "Continue: 4, 5, 6,\\nAnswer:", "chosen": " 7.", "rejected": " 9."}
+            {"prompt": "Question: What is the opposite of hot?\\nAnswer:", "chosen": " cold.", "rejected": " tall."}
+
+            """.utf8).write(to: pairs)
+        let result = try fixture.keel(["eval", "latest", "--data", pairs.path, "--json"])
+        XCTAssertEqual(result.status, 0, result.error)
+        XCTAssertFalse(result.output.contains("\\/"), result.output)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+        XCTAssertEqual(json["pairs"] as? Int, 3)
+        XCTAssertEqual(json["beta"] as? Double, 2.0)
+        let metrics = try XCTUnwrap(json["metrics"] as? [String: [String: Double]])
+        for name in ["rewards/accuracies", "rewards/margins", "logps/accuracies", "reference/logps/accuracies"] {
+            XCTAssertNotNil(metrics[name]?["standard_error"], name)
+        }
+        let text = try fixture.keel(["eval", "latest", "--data", pairs.path])
+        XCTAssertTrue(text.output.contains("implicit-reward accuracy"), text.output)
+        XCTAssertNotEqual(try fixture.keel(["eval", "--data", pairs.path]).status, 0, "neither a run nor --policy/--reference")
+
+        let own = try fixture.keel(["eval", "latest", "--generations", "4", "--json"])
+        XCTAssertEqual(own.status, 0, own.error)
+        let ownJSON = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(own.output.utf8)) as? [String: Any])
+        XCTAssertEqual(ownJSON["pairs"] as? Int, 64, "tiny-dpo holds out 64 pairs")
+        XCTAssertEqual(ownJSON["data"] as? String, "the run's held-out split")
+        let ownMetrics = try XCTUnwrap(ownJSON["metrics"] as? [String: [String: Double]])
+        XCTAssertNotNil(ownMetrics["generation/length_mean"]?["standard_error"], "\(ownMetrics.keys.sorted())")
     }
 
     /// In a 70-column pseudo-terminal every progress line fits: no line of the output is wider than the

@@ -10,7 +10,7 @@ public final class ProgressDisplay {
     let isTerminal: Bool
     private let write: (String) -> Void
     private let columns: () -> Int
-    private var totalSteps = 0, firstStep = 0, stepsPerEpoch = 0
+    private var totalSteps = 0, firstStep = 0
     private var started = Date()
     private var barShown = false
     private var log: FileHandle?
@@ -50,9 +50,8 @@ public final class ProgressDisplay {
         log?.write(Data((text + "\n").utf8))
     }
 
-    /// `stepsPerEpoch`: optimizer steps in one pass over the training data (for the epoch shown).
-    func begin(totalSteps: Int, fromStep: Int, stepsPerEpoch: Int) {
-        (self.totalSteps, firstStep, self.stepsPerEpoch, started) = (totalSteps, fromStep, stepsPerEpoch, Date())
+    func begin(totalSteps: Int, fromStep: Int) {
+        (self.totalSteps, firstStep, started) = (totalSteps, fromStep, Date())
     }
 
     func end() { if barShown { write("\n"); barShown = false } }
@@ -67,7 +66,7 @@ public final class ProgressDisplay {
         let elapsed = Date().timeIntervalSince(started), done = step - firstStep
         let eta = done > 0 ? elapsed / Double(done) * Double(totalSteps - step) : 0
         let tokens = metrics[TrainMetric.tokensPerSecond].map { $0 >= 1000 ? String(format: "%.1fk", $0 / 1000) : String(format: "%.0f", $0) } ?? "–"
-        let epoch = String(format: "%.2f", Double(step) / Double(max(stepsPerEpoch, 1)))
+        let epoch = metrics[TrainMetric.epoch].map { String(format: "%.2f", $0) } ?? "–"
         let plain = "step \(step)/\(totalSteps) loss \(value(TrainMetric.loss)) grad_norm \(value(TrainMetric.gradNorm)) "
             + "lr \(value(TrainMetric.learningRate)) epoch \(epoch) tok/s \(tokens) step_time \(value(TrainMetric.stepTime))s "
             + "elapsed \(Self.duration(elapsed)) ETA \(Self.duration(eta))"

@@ -267,7 +267,7 @@ public final class Trainer: TrainingContext {
     /// Greedy answers of the current policy to the first `training.eval_generations` evaluation prompts,
     /// scored by the reward plugin: their mean reward and length go to the eval metrics of this step, the
     /// answers themselves to the observer (events, the run's report).
-    func evaluateGenerations(observer: TrainingObserver) throws {
+    public func evaluateGenerations(observer: TrainingObserver) throws {
         let prompts = evalPairs.prefix(config.evalGenerations).compactMap { pair in sourcePairs[pair.id].map { (pair.id, $0.prompt) } }
         guard !prompts.isEmpty else { return }
         policyAccess.progress("eval generations at step \(step): \(prompts.count) held-out prompts")

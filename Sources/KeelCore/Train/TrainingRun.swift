@@ -19,6 +19,11 @@ public struct RunLayout: Sendable {
     public func referenceExport(_ runID: String) -> URL { run(runID).appendingPathComponent("reference-export", isDirectory: true) }
 }
 
+extension TrainMetric {
+    /// Passes over the training data so far, fractional (TRL's `epoch`), recorded with every train step.
+    public static let epoch = "epoch"
+}
+
 /// `events.kind` values written by training runs.
 public enum RunEvent {
     public static let data = "data"
@@ -86,6 +91,8 @@ public final class TrainingRun: TrainingObserver {
     /// Seconds the training thread spent writing to SQLite and on checkpoints (waiting for the previous
     /// write, copying the state), reported as shares of the training time.
     public private(set) var storeSeconds = 0.0, checkpointSeconds = 0.0
+    /// Optimizer steps per pass over the training data: the `epoch` metric is step / this (TRL's `epoch`).
+    var stepsPerEpoch = 1
     /// Seconds the background thread spent writing checkpoints (not on the training thread's path).
     public var checkpointWriteSeconds: Double { checkpointWriter.busySeconds }
 
@@ -168,15 +175,36 @@ public final class TrainingRun: TrainingObserver {
             throw error
         }
         try trainRequirements(of: graph.recipe, layout: layout, registry: registry, display: display)
+        if let log = record.logPath, (log as NSString).lastPathComponent == foregroundLogName {
+            try display.tee(to: URL(fileURLWithPath: log))
+        }
         display.line("resume \(runID)")
         try execute(store: store, runID: runID, graph: graph, layout: layout, display: display)
+    }
+
+    /// The trainer of `runID` at its latest complete checkpoint, built from its recipe with the run's
+    /// `--set` overrides and `extraOverrides` (which must not change what was trained), e.g. to evaluate
+    /// what the run trained (`keel eval`).
+    public static func restoredTrainer(runID: String, layout: RunLayout, registry: PluginRegistry,
+                                       extraOverrides: [RecipeOverride] = [], log: @escaping (String) -> Void) throws -> Trainer {
+        let store = try KeelStore(path: layout.store)
+        guard let record = try store.run(runID) else { throw StoreError.unknownRun(runID) }
+        var loader = try recipeLoader(of: runID, store: store, registry: registry, layout: layout)
+        loader.overrides += extraOverrides
+        let graph = try loader.load(URL(fileURLWithPath: record.recipePath), displayName: record.recipePath)
+        let trainer = try Trainer(graph: graph, log: log)
+        let checkpoints = try RunCheckpoints(store: store, runID: runID, checkpointsDirectory: layout.checkpoints(runID),
+                                             keepLast: graph.recipe.trainingConfig.keepCheckpoints)
+        guard let checkpoint = try checkpoints.latest() else { throw TrainerError("run \(runID) has no complete checkpoint") }
+        try trainer.restore(from: checkpoint)
+        return trainer
     }
 
     /// The log of a `keel run` in its run folder (a daemon worker's is `worker.log`).
     public static let foregroundLogName = "run.log"
 
     /// A loader that applies the `--set` overrides `runID` was started with.
-    static func recipeLoader(of runID: String, store: KeelStore, registry: PluginRegistry, layout: RunLayout) throws -> RecipeLoader {
+    public static func recipeLoader(of runID: String, store: KeelStore, registry: PluginRegistry, layout: RunLayout) throws -> RecipeLoader {
         var loader = RecipeLoader(registry: registry, protecting: [layout.varDirectory])
         if let event = try store.events(runID).last(where: { $0.kind == RunEvent.overrides }) {
             loader.overrides = try JSONDecoder().decode([String].self, from: Data(event.message.utf8)).map(RecipeOverride.init)
@@ -225,8 +253,8 @@ public final class TrainingRun: TrainingObserver {
             // Staging the start state allocates (and faults in) the staging buffers now, so that a
             // checkpoint in the loop costs only the copy (SmolLM2: 1.6 GB of fresh pages took seconds).
             _ = try trainer.checkpointFiles(staging: training.staging)
-            display.begin(totalSteps: trainer.totalSteps, fromStep: trainer.step,
-                          stepsPerEpoch: graph.recipe.trainingConfig.stepsPerEpoch(trainExamples: trainer.trainPairs.count))
+            training.stepsPerEpoch = graph.recipe.trainingConfig.stepsPerEpoch(trainExamples: trainer.trainPairs.count)
+            display.begin(totalSteps: trainer.totalSteps, fromStep: trainer.step)
             let started = Date()
             try trainer.train(observer: training)
             let trainSeconds = Date().timeIntervalSince(started)
@@ -319,6 +347,8 @@ public final class TrainingRun: TrainingObserver {
     // MARK: TrainingObserver
 
     public func record(step: Int, split: MetricSplit, metrics: [String: Double]) throws {
+        var metrics = metrics
+        if split == .train { metrics[TrainMetric.epoch] = Double(step) / Double(max(stepsPerEpoch, 1)) }
         let started = Date()
         try store.recordMetrics(runID, step: step, split: split, metrics)
         try tensorBoard?.write(step: step, split: split, metrics: metrics.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) })
