@@ -43,13 +43,13 @@ final class RecipeErrorTests: XCTestCase {
 
     func testUnknownSectionWithNothingCloseListsTheSections() {
         XCTAssertEqual(fixture.errors(withTraining("  steps: 10\nwandb: true\n")), [
-            "r.yaml:10:1: wandb: unknown section; expected one of data, loss, model, optimizer, output, reference, reward, schedulers, training",
+            "r.yaml:10:1: wandb: unknown section; expected one of data, logging, loss, model, optimizer, output, reference, reward, schedulers, training",
         ])
     }
 
     func testRootMustBeAMapping() {
         XCTAssertEqual(fixture.errors("- model.gguf\n"), [
-            "r.yaml:1:1: the recipe is a list; expected a mapping of sections (model, reference, data, reward, loss, schedulers, optimizer, training, output)",
+            "r.yaml:1:1: the recipe is a list; expected a mapping of sections (model, reference, data, reward, loss, schedulers, optimizer, training, output, logging)",
         ])
     }
 
