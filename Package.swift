@@ -24,7 +24,7 @@ let methodPlugins: [String] = ["DPO", "SimPO", "SFT", "RefSync", "POET", "RuleRe
 
 let package = Package(
     name: "Keel",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "keel", targets: ["KeelCLI"]),
         .library(name: "KeelCore", targets: ["KeelCore"]),
@@ -35,6 +35,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // System libraries, found through pkg-config (Debian: libyaml-dev, libsqlite3-dev, libopenblas-dev).
@@ -54,11 +55,15 @@ let package = Package(
                 swiftSettings: kernelSettings),
         // Watches recipes/, keeps the durable queue, supervises worker processes.
         .target(name: "KeelDaemon", dependencies: ["KeelCore"]),
+        // `keel daemon --http`: the live dashboard (Hummingbird), reading the store and queueing into recipes/.
+        // Hummingbird and SwiftNIO add minutes to a clean build (README "Build notes").
+        .target(name: "KeelDashboard", dependencies: ["KeelCore", "KeelDaemon", .product(name: "Hummingbird", package: "hummingbird")]),
         .executableTarget(
             name: "KeelCLI",
             dependencies: [
                 "KeelCore",
                 "KeelDaemon",
+                "KeelDashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ] + methodPlugins.map { .target(name: $0) },
             // Exports every symbol of the executable (KeelCore's included) to plugin libraries it dlopens.

@@ -6,10 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 mkdir -p var/logs
-# Headless Chromium draws the HTML report in RunReportEndToEndTests; without it that part is skipped.
+# Headless Chromium draws the HTML report and the dashboard (RunReportEndToEndTests, DashboardTests);
+# without it those parts are skipped with a message.
 if ! command -v chromium >/dev/null; then
   sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  if ! DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium >var/logs/chromium-install.log 2>&1; then
+  if ! { "${sudo_cmd[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium; } \
+       >var/logs/chromium-install.log 2>&1; then
     echo "test: could not install chromium (offline?); the report will not be drawn by a browser (var/logs/chromium-install.log)" >&2
   fi
 fi

@@ -51,6 +51,31 @@ extension KeelStore {
         }
     }
 
+    /// `keel cancel RUN` (and the dashboard's cancel): a waiting run is cancelled at once; a running one
+    /// gets its worker stopped with SIGTERM, and the daemon marks it cancelled when the worker has exited.
+    /// Returns what was done, as one line; `requester` names who asked in the run's error.
+    public func cancelRun(_ runID: String, by requester: String) throws -> String {
+        guard let record = try run(runID) else { throw StoreError.unknownRun(runID) }
+        // Recorded first: whoever sees the worker exit (this daemon, or the next) then knows it was a cancel.
+        if record.status == .running || record.status == .queued || record.status == .interrupted {
+            try recordEvent(runID, kind: DaemonEvent.cancelRequested, ["by_pid": Int(getpid())])
+        }
+        if try cancelWaitingRun(runID, reason: "cancelled (\(requester))") {
+            // A worker may have been started for it a moment ago.
+            if let pid = record.pid, isWorkerAlive(pid: pid, runID: runID) { kill(pid, SIGTERM) }
+            return "\(runID): cancelled"
+        }
+        let current = try run(runID) ?? record
+        guard current.status == .running || current.status == .queued else {
+            throw DaemonError("run \(runID) is \(current.status.rawValue); only queued, interrupted or running runs can be cancelled")
+        }
+        guard let pid = current.pid, isWorkerAlive(pid: pid, runID: runID) else {
+            return "\(runID): cancel requested; it has no live worker, so the daemon cancels it at its next start"
+        }
+        kill(pid, SIGTERM)
+        return "\(runID): sent SIGTERM to worker \(pid); the daemon marks the run cancelled when it has exited"
+    }
+
     /// Cancels `runID` if it is waiting (queued, or interrupted and not yet resumed), atomically with
     /// respect to the daemon claiming it. Returns false if it was not waiting.
     public func cancelWaitingRun(_ runID: String, reason: String) throws -> Bool {

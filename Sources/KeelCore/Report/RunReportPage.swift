@@ -6,6 +6,8 @@ import Foundation
 /// before/after answers to held-out prompts, the fingerprint and the recipe exactly as run.
 public struct RunReportPage {
     public let runs: [RunHistory]
+    /// Reload the page this often (the dashboard's page of a run that is still training); nil: never.
+    public var refreshSeconds: Int?
 
     public init(runs: [RunHistory]) { self.runs = runs }
 
@@ -39,6 +41,7 @@ public struct RunReportPage {
     public var html: String {
         let ids = runs.map(\.run.id)
         var out = ["<!DOCTYPE html>", "<html lang=\"en\">", "<head>", "<meta charset=\"utf-8\">",
+                   refreshSeconds.map { "<meta http-equiv=\"refresh\" content=\"\($0)\">" } ?? "",
                    "<title>Keel report: \(HTML.escape(ids.joined(separator: ", ")))</title>",
                    "<style>\(Self.style)</style>", "</head>", "<body>",
                    "<h1>Keel report</h1>"]
@@ -78,32 +81,18 @@ public struct RunReportPage {
                    "<h2>\(HTML.escape(run.id))</h2>"]
 
         out.append("<h3>Data</h3>")
-        if history.dataReports.isEmpty {
-            out.append("<p>No data report recorded.</p>")
-        } else {
-            out.append("<table class=\"data-report\"><thead><tr><th>node</th><th>produced</th><th>skipped</th><th>flagged</th>"
-                       + "<th>statistics</th></tr></thead><tbody>")
-            for report in history.dataReports {
-                out.append("<tr><td>\(HTML.escape(report.node))</td><td class=\"num\">\(report.produced)</td>"
-                           + "<td>\(Self.counts(report.skipped))</td><td>\(Self.counts(report.flagged))</td>"
-                           + "<td>\(Self.counts(report.metrics.mapValues { String(format: "%.4g", $0) }))</td></tr>")
-            }
-            out.append("</tbody></table>")
-        }
+        out.append(Self.table("data-report", ["node", "produced", "skipped", "flagged", "statistics"], history.dataReports.map { report in
+            "<td>\(HTML.escape(report.node))</td><td class=\"num\">\(report.produced)</td>"
+                + "<td>\(Self.counts(report.skipped))</td><td>\(Self.counts(report.flagged))</td>"
+                + "<td>\(Self.counts(report.metrics.mapValues { String(format: "%.4g", $0) }))</td>"
+        }, empty: "No data report recorded."))
 
         out.append("<h3>Checkpoints</h3>")
-        if history.checkpoints.isEmpty {
-            out.append("<p>No checkpoint kept.</p>")
-        } else {
-            out.append("<table class=\"checkpoints\"><thead><tr><th>step</th><th>complete</th><th>bytes</th><th>written (UTC)</th>"
-                       + "<th>path</th><th>manifest sha256</th></tr></thead><tbody>")
-            for checkpoint in history.checkpoints {
-                out.append("<tr><td class=\"num\">\(checkpoint.step)</td><td>\(checkpoint.isComplete ? "yes" : "no")</td>"
-                           + "<td class=\"num\">\(checkpoint.bytes.map(String.init) ?? "")</td><td>\(Self.time(checkpoint.createdAt))</td>"
-                           + "<td>\(HTML.escape(checkpoint.path))</td><td class=\"hash\">\(HTML.escape(checkpoint.manifestSHA256 ?? ""))</td></tr>")
-            }
-            out.append("</tbody></table>")
-        }
+        out.append(Self.table("checkpoints", ["step", "complete", "bytes", "written (UTC)", "path", "manifest sha256"], history.checkpoints.map { checkpoint in
+            "<td class=\"num\">\(checkpoint.step)</td><td>\(checkpoint.isComplete ? "yes" : "no")</td>"
+                + "<td class=\"num\">\(checkpoint.bytes.map(String.init) ?? "")</td><td>\(Self.time(checkpoint.createdAt))</td>"
+                + "<td>\(HTML.escape(checkpoint.path))</td><td class=\"hash\">\(HTML.escape(checkpoint.manifestSHA256 ?? ""))</td>"
+        }, empty: "No checkpoint kept."))
 
         if let generations = history.generations, let first = generations.steps.first, let last = generations.steps.last {
             out.append("<h3>Answers to held-out prompts</h3>")
@@ -129,6 +118,13 @@ public struct RunReportPage {
         return out.joined(separator: "\n")
     }
 
+    /// A table of `cells` rows (each the `<td>`s of one row) under `headers`; `empty` as a paragraph when there is no row.
+    public static func table(_ cssClass: String, _ headers: [String], _ cells: [String], empty: String) -> String {
+        guard !cells.isEmpty else { return "<p>\(empty)</p>" }
+        return "<table class=\"\(cssClass)\"><thead><tr>" + headers.map { "<th>\(HTML.escape($0))</th>" }.joined() + "</tr></thead><tbody>\n"
+            + cells.map { "<tr>\($0)</tr>" }.joined(separator: "\n") + "\n</tbody></table>"
+    }
+
     private static func answerCell(_ answer: GeneratedAnswer) -> String {
         let reward = answer.reward.map { String(format: "reward %.3f, ", $0) } ?? ""
         return "<td><pre>\(HTML.escape(answer.answer))</pre><p class=\"note\">\(reward)\(answer.tokens) tokens</p></td>"
@@ -138,7 +134,7 @@ public struct RunReportPage {
         values.sorted { $0.key < $1.key }.map { HTML.escape("\($0.key) \($0.value)") }.joined(separator: "<br>")
     }
 
-    private static func time(_ date: Date?) -> String {
+    public static func time(_ date: Date?) -> String {
         guard let date else { return "" }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
@@ -147,7 +143,7 @@ public struct RunReportPage {
         return formatter.string(from: date)
     }
 
-    static let style = """
+    public static let style = """
         body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
         h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; } h3 { font-size: 15px; }
         table { border-collapse: collapse; margin: 8px 0; } th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }

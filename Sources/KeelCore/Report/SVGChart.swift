@@ -90,8 +90,8 @@ struct SVGChart {
 }
 
 /// Text made safe for HTML element content and attribute values.
-enum HTML {
-    static func escape(_ text: String) -> String {
+public enum HTML {
+    public static func escape(_ text: String) -> String {
         var out = ""
         out.reserveCapacity(text.utf8.count)
         for character in text {
