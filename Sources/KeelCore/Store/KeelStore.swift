@@ -216,13 +216,14 @@ public final class KeelStore: @unchecked Sendable {
         }
     }
 
-    /// Atomically takes the oldest queued recipe and marks it `running`; nil if none is queued. Two
-    /// daemons (or threads) can never claim the same entry: the UPDATE runs under the write lock.
+    /// Atomically takes the oldest queued recipe that has its run (one without is still being
+    /// validated) and marks it `running`; nil if none is queued. Two daemons (or threads) can never
+    /// claim the same entry: the UPDATE runs under the write lock.
     public func claimNextRecipe() throws -> QueuedRecipe? {
         try database.transaction {
             try database.query("""
                 UPDATE recipe_queue SET state = 'running'
-                WHERE id = (SELECT id FROM recipe_queue WHERE state = 'queued' ORDER BY id LIMIT 1)
+                WHERE id = (SELECT id FROM recipe_queue WHERE state = 'queued' AND run_id IS NOT NULL ORDER BY id LIMIT 1)
                 RETURNING *
                 """).first.map(Self.queuedRecipe)
         }
