@@ -240,9 +240,10 @@ public final class Daemon: @unchecked Sendable {
         }
     }
 
-    /// Runs `work` on a thread of its own while the loop goes on reaping and starting workers and
-    /// answering SIGTERM; nil if a stop was requested first (the result is then dropped, and the queue
-    /// entry left without a run is forgotten at the next start, whose scan queues the file again).
+    /// Runs `work` on a thread of its own while the loop goes on reaping workers and answering SIGTERM
+    /// (it starts none meanwhile: the entry being validated has no run yet); nil if a stop was requested
+    /// first (the result is then dropped, and the queue entry left without a run is forgotten at the
+    /// next start, whose scan queues the file again).
     private func offLoop<T>(_ work: @escaping () throws -> T) throws -> Result<T, Error>? {
         let outcome = OffLoopOutcome<T>()
         guard !isStopRequested else { return nil }
@@ -257,7 +258,6 @@ public final class Daemon: @unchecked Sendable {
             if isStopRequested { return nil }
             try reapWorkers()
             try checkOrphans()
-            try dispatch()
             _ = wake.wait(timeout: .now() + .milliseconds(100))
         }
     }

@@ -41,6 +41,12 @@ final class RecipeErrorTests: XCTestCase {
         ])
     }
 
+    func testMergeKeysAreRefusedAsUnsupported() {
+        let message = "found a YAML merge key (<<), which Keel does not support; expected the keys written out (an alias can stand for a whole value)"
+        XCTAssertEqual(fixture.errors(withTraining("  <<: {batch_size: 4}\n  steps: 10\n")), ["r.yaml:9:3: training.<<: \(message)"])
+        XCTAssertEqual(fixture.errors(withTraining("  steps: 10\n<<: {optimizer: {lr: 0.1}}\n")), ["r.yaml:10:1: <<: \(message)"])
+    }
+
     func testUnknownSectionWithNothingCloseListsTheSections() {
         XCTAssertEqual(fixture.errors(withTraining("  steps: 10\nwandb: true\n")), [
             "r.yaml:10:1: wandb: unknown section; expected one of data, loss, model, optimizer, output, reference, reward, schedulers, training",

@@ -51,6 +51,14 @@ func closestMatch(to word: String, in candidates: [String]) -> String? {
 }
 
 /// "; did you mean 'x'?" or "; expected one of a, b, c" when nothing is close.
+/// "unknown key; did you mean …?" — or, for YAML's merge key `<<`, that merge keys are not supported.
+func unknownKeyMessage(_ what: String, _ key: String, in candidates: [String]) -> String {
+    guard key != "<<" else {
+        return "found a YAML merge key (<<), which Keel does not support; expected the keys written out (an alias can stand for a whole value)"
+    }
+    return "unknown \(what); " + suggestion(for: key, in: candidates)
+}
+
 func suggestion(for word: String, in candidates: [String]) -> String {
     if let match = closestMatch(to: word, in: candidates) { return "did you mean '\(match)'?" }
     return "expected one of " + candidates.sorted().joined(separator: ", ")

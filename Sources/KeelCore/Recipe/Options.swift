@@ -216,7 +216,7 @@ func decodeOptions(_ specs: [OptionSpec], entries: [YAMLEntry], reserved: [Strin
                    mapping: YAMLNode, path: String, baseDirectory: URL, sink: DiagnosticSink) -> ResolvedOptions {
     let known = specs.map(\.name) + reserved
     for entry in entries where !known.contains(entry.key) {
-        sink.error(entry.keyMark, joinPath(path, entry.key), "unknown key; " + suggestion(for: entry.key, in: known))
+        sink.error(entry.keyMark, joinPath(path, entry.key), unknownKeyMessage("key", entry.key, in: known))
     }
     return ResolvedOptions(entries: specs.map { spec in
         let keyPath = joinPath(path, spec.name)

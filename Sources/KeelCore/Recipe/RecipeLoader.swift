@@ -59,7 +59,7 @@ struct RecipeDecoder {
             return nil
         }
         for entry in entries where !RecipeSchema.sections.contains(entry.key) {
-            sink.error(entry.keyMark, entry.key, "unknown section; " + suggestion(for: entry.key, in: RecipeSchema.sections))
+            sink.error(entry.keyMark, entry.key, unknownKeyMessage("section", entry.key, in: RecipeSchema.sections))
         }
         for section in RecipeSchema.requiredSections where root[section] == nil {
             sink.error(root.mark, section, "missing section; expected `\(section):`")
