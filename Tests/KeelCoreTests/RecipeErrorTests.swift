@@ -328,13 +328,13 @@ final class RecipeErrorTests: XCTestCase {
 
     func testYAMLSyntaxErrorCarriesLibYAMLsPositionAndText() {
         XCTAssertEqual(fixture.errors(withTraining("  steps: [10\n  batch_size: 2\n")), [
-            "r.yaml:10:13: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence at 9:10)",
+            "r.yaml:10:13: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence at 9:10); expected YAML: key: value pairs, nested by indenting with spaces",
         ])
     }
 
     func testTabIndentationIsASyntaxError() {
         XCTAssertEqual(fixture.errors(withTraining("\tsteps: 10\n")), [
-            "r.yaml:9:1: YAML syntax error: found character that cannot start any token (while scanning for the next token at 9:1)",
+            "r.yaml:9:1: YAML syntax error: found character that cannot start any token (while scanning for the next token at 9:1); expected YAML: key: value pairs, nested by indenting with spaces",
         ])
     }
 }

@@ -21,7 +21,20 @@ public struct RecipeDiagnostic: Error, Equatable, CustomStringConvertible {
 /// Every diagnostic of one or more recipes, in file order. Thrown when a recipe cannot run.
 public struct RecipeErrors: Error, CustomStringConvertible {
     public let diagnostics: [RecipeDiagnostic]
-    public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+    /// At most this many are printed (and stored by the daemon), then a count of the rest.
+    public static let shownLimit = 100
+
+    public var description: String {
+        let shown = diagnostics.prefix(Self.shownLimit).map(\.description)
+        let rest = diagnostics.count - shown.count
+        return (shown + (rest > 0 ? ["… and \(rest) more errors (the first \(Self.shownLimit) are shown)"] : [])).joined(separator: "\n")
+    }
+}
+
+/// A value quoted in a message, cut to `limit` characters: a message stays short however long the
+/// input, and never replays a whole file.
+func excerpt(_ text: String, limit: Int = 60) -> String {
+    text.count <= limit ? text : String(text.prefix(limit)) + "… (\(text.count) characters)"
 }
 
 /// Collects diagnostics while decoding so that a user sees all mistakes in one run.
@@ -39,7 +52,7 @@ final class DiagnosticSink {
 }
 
 /// `parent.key` / `parent[i]` for key paths in messages.
-func joinPath(_ parent: String, _ key: String) -> String { parent.isEmpty ? key : "\(parent).\(key)" }
+func joinPath(_ parent: String, _ key: String) -> String { parent.isEmpty ? excerpt(key) : "\(parent).\(excerpt(key))" }
 func joinPath(_ parent: String, index: Int) -> String { "\(parent)[\(index)]" }
 
 /// The closest candidate within a small edit distance, for "did you mean …?".

@@ -255,7 +255,7 @@ func decodeValue(_ node: YAMLNode, as type: OptionType, baseDirectory: URL) -> R
     guard case .scalar(let text, let plain) = node.kind, !node.isNull else {
         return .failure(ValueProblem(message: "found \(node.kindName); \(expected)"))
     }
-    let shown = plain ? text : "\"\(text)\""
+    let shown = plain ? excerpt(text) : "\"\(excerpt(text))\""
     switch type {
     case .int(let range):
         guard plain, let x = Int(text) else { return .failure(ValueProblem(message: "\(shown) is not an integer; \(expected)")) }
@@ -265,7 +265,7 @@ func decodeValue(_ node: YAMLNode, as type: OptionType, baseDirectory: URL) -> R
         guard plain, let x = Double(text), x.isFinite else {
             return .failure(ValueProblem(message: "\(shown) is not a number; \(expected)"))
         }
-        if let range, !range.contains(x) { return .failure(ValueProblem(message: "\(text) is out of range; \(expected)")) }
+        if let range, !range.contains(x) { return .failure(ValueProblem(message: "\(excerpt(text)) is out of range; \(expected)")) }
         return .success(.double(x))
     case .bool:
         switch plain ? text : "" {
@@ -277,7 +277,7 @@ func decodeValue(_ node: YAMLNode, as type: OptionType, baseDirectory: URL) -> R
         return .success(.string(text))
     case .choice(let values):
         guard values.contains(text) else {
-            return .failure(ValueProblem(message: "unknown value '\(text)'; " + suggestion(for: text, in: values)))
+            return .failure(ValueProblem(message: "unknown value '\(excerpt(text))'; " + suggestion(for: text, in: values)))
         }
         return .success(.string(text))
     case .path(let mustExist):
