@@ -98,6 +98,9 @@ struct PluginInstallCommand: ParsableCommand {
             guard source.pathExtension == "so", FileManager.default.fileExists(atPath: source.path) else {
                 throw PluginLoadError("\(source.path): expected an existing shared library (lib<Name>.so)")
             }
+            do { try PluginLibraryLoader.checkSource(source) } catch {
+                throw PluginLoadError("\(source.path) not installed: \(error)")
+            }
             let folder = customPluginDirectory(varDirectory.layout)
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
             // Checked under a hidden name (the loader ignores dotfiles), then renamed into place in one step.
