@@ -84,7 +84,8 @@ struct PluginNewCommand: ParsableCommand {
 struct PluginInstallCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "install", abstract: "Check a built plugin library and copy it into the plugin folder (var/plugins/).",
-        discussion: "The library is loaded once to check its plugin API version and its registration; a refused library is "
+        discussion: "The library and its folder must pass the loader's ownership and mode checks; then it is loaded once, in a "
+            + "child process (keel plugin check), to check its plugin API version and its registration; a refused library is "
             + "not installed. A running daemon picks it up for the next recipe it validates.")
 
     @Argument(help: "The plugin library (.build/release/lib<Name>.so of its package).")
@@ -110,7 +111,9 @@ struct PluginInstallCommand: ParsableCommand {
             try FileManager.default.copyItem(at: source, to: staged)
             do {
                 try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: staged.path)
-                let plugins = try checkedPlugins(staged, registeredAs: target)
+                // Loaded only in a child process (`keel plugin check`): its constructors never run in this one.
+                let checked = try pluginCheckInChildProcess(staged)
+                let plugins = checked.hasPrefix(staged.path + ": ") ? String(checked.dropFirst(staged.path.count + 2)) : checked
                 guard rename(staged.path, target.path) == 0 else {
                     throw PluginLoadError("cannot move it to \(target.path): \(String(cString: strerror(errno)))")
                 }
