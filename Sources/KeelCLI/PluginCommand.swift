@@ -84,7 +84,8 @@ struct PluginNewCommand: ParsableCommand {
 struct PluginInstallCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "install", abstract: "Check a built plugin library and copy it into the plugin folder (var/plugins/).",
-        discussion: "The library is loaded once to check its plugin API version and its registration; a refused library is "
+        discussion: "The library and its folder must pass the loader's ownership and mode checks; then it is loaded once, in a "
+            + "child process (keel plugin check), to check its plugin API version and its registration; a refused library is "
             + "not installed. A running daemon picks it up for the next recipe it validates.")
 
     @Argument(help: "The plugin library (.build/release/lib<Name>.so of its package).")
@@ -98,6 +99,9 @@ struct PluginInstallCommand: ParsableCommand {
             guard source.pathExtension == "so", FileManager.default.fileExists(atPath: source.path) else {
                 throw PluginLoadError("\(source.path): expected an existing shared library (lib<Name>.so)")
             }
+            do { try PluginLibraryLoader.checkSource(source) } catch {
+                throw PluginLoadError("\(source.path) not installed: \(error)")
+            }
             let folder = customPluginDirectory(varDirectory.layout)
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
             // Checked under a hidden name (the loader ignores dotfiles), then renamed into place in one step.
@@ -107,7 +111,9 @@ struct PluginInstallCommand: ParsableCommand {
             try FileManager.default.copyItem(at: source, to: staged)
             do {
                 try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: staged.path)
-                let plugins = try checkedPlugins(staged, registeredAs: target)
+                // Loaded only in a child process (`keel plugin check`): its constructors never run in this one.
+                let checked = try pluginCheckInChildProcess(staged)
+                let plugins = checked.hasPrefix(staged.path + ": ") ? String(checked.dropFirst(staged.path.count + 2)) : checked
                 guard rename(staged.path, target.path) == 0 else {
                     throw PluginLoadError("cannot move it to \(target.path): \(String(cString: strerror(errno)))")
                 }

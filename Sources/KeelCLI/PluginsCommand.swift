@@ -52,6 +52,11 @@ func keelPluginRegistry(loadingCustomPluginsOf layout: RunLayout, checkingInChil
 /// `keel plugin check FILE` in a child process: a library that crashes while registering is refused
 /// instead of crashing the long-lived daemon, or every worker it starts.
 func checkPluginInChildProcess(_ library: URL) throws {
+    _ = try pluginCheckInChildProcess(library)
+}
+
+/// What `keel plugin check FILE` printed in a child process ("FILE: name (kind), …"), or why it failed.
+func pluginCheckInChildProcess(_ library: URL) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
     process.arguments = ["plugin", "check", library.path]
@@ -66,6 +71,7 @@ func checkPluginInChildProcess(_ library: URL) throws {
         let said = output.split(separator: "\n").suffix(3).joined(separator: " | ")
         throw PluginLoadError("loading it in a child process (keel plugin check) \(how): \(said)")
     }
+    return output.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
 /// `keel plugins [NAME] [--markdown]`: registered plugins, their options and help, from their declarations.

@@ -82,6 +82,7 @@ struct ScoreCommand: ParsableCommand {
             }
         }
         let scores = llama.scoreCompletions(sequences)
+        try refuseNonFinite(scored.map { [scores[$0.chosen].logProb, scores[$0.rejected].logProb] }, of: scored.map(\.pair.id), what: "log-probs")
         for (pair, c, r) in scored {
             let line = ScoreLine(id: pair.id, chosenLogProb: scores[c].logProb, chosenTokens: scores[c].tokens,
                                  rejectedLogProb: scores[r].logProb, rejectedTokens: scores[r].tokens)
@@ -113,6 +114,7 @@ struct ScoreCommand: ParsableCommand {
             }
         }
         let rewards = rewardModel.scoreSequences(sequences, padID: pairTokenizer.padID)
+        try refuseNonFinite(scored.indices.map { [rewards[2 * $0], rewards[2 * $0 + 1]] }, of: scored.map(\.id), what: "rewards")
         var right = 0
         for (index, pair) in scored.enumerated() {
             let line = RewardLine(id: pair.id, chosenReward: rewards[2 * index], rejectedReward: rewards[2 * index + 1])
@@ -126,6 +128,14 @@ struct ScoreCommand: ParsableCommand {
         guard !scored.isEmpty else { return }
         printError(String(format: "accuracy %.4f (%d of %d pairs: chosen reward > rejected reward)",
                           Double(right) / Double(scored.count), right, scored.count))
+    }
+
+    /// NaN or ±inf scores mean the model's weights are not finite: an error, not numbers to print.
+    private func refuseNonFinite(_ values: [[Double]], of ids: [String], what: String) throws {
+        let bad = zip(ids, values).filter { !$0.1.allSatisfy(\.isFinite) }.map(\.0)
+        guard let first = bad.first else { return }
+        throw TrainerError("\(model): \(bad.count) of \(ids.count) pairs have non-finite \(what) (NaN or ±inf; first: \(first)); "
+                           + "expected finite values: the model's weights are not finite")
     }
 
     struct RewardLine: Encodable {

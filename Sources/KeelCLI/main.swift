@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import KeelCore
 
 /// The `keel` command. Subcommands arrive with the issues that build them.
@@ -13,4 +14,7 @@ struct KeelCommand: ParsableCommand {
                       GenerateCommand.self, ScoreCommand.self, EvalCommand.self, BenchCommand.self])
 }
 
+// Everything keel creates is owner-only (folders 0700, files 0600): var/ holds every recipe's text,
+// prompts and answers (report.md), worker logs and weights, which may be private.
+umask(0o077)
 KeelCommand.main()

@@ -216,14 +216,18 @@ public final class Daemon: @unchecked Sendable {
             log("\(runID): cancelled (superseded by a newer version of its recipe)")
         }
         let logPath: (String) -> String = { [layout] in layout.run($0).appendingPathComponent(Self.workerLogName).path }
-        do {
-            let graph = try RecipeLoader(registry: registry(), protecting: [configuration.recipesDirectory, configuration.varDirectory])
-                .load(source, from: url, displayName: url.path)
-            // Hashes the model and data files: most of the latency for a real model (~1 s for the 98 MB
-            // SmolLM2 GGUF), so it is recorded in the `queued` event.
+        let (registry, protected) = (registry, [configuration.recipesDirectory, configuration.varDirectory])
+        // Validation and the fingerprint's hashes of the model and data files (most of the latency for a
+        // real model: ~1 s for the 98 MB SmolLM2 GGUF, recorded in the `queued` event) grow with the
+        // inputs, so they run off the loop.
+        guard let intake = try offLoop({ () -> (graph: PluginGraph, parts: [String: String], milliseconds: Double) in
+            let graph = try RecipeLoader(registry: registry(), protecting: protected).load(source, from: url, displayName: url.path)
             let hashingStarted = Date()
             let parts = try RunFingerprint.parts(recipe: graph.recipe, recipeText: graph.recipe.text)
-            let fingerprintMilliseconds = (Date().timeIntervalSince(hashingStarted) * 1000).rounded()
+            return (graph, parts, (Date().timeIntervalSince(hashingStarted) * 1000).rounded())
+        }) else { return }
+        do {
+            let (graph, parts, fingerprintMilliseconds) = try intake.get()
             let runID = RunID.make(recipeName: graph.recipe.outputName)
             // One transaction: a run row exists exactly when its queue entry names it.
             try store.database.transaction {
@@ -238,6 +242,34 @@ public final class Daemon: @unchecked Sendable {
         } catch {
             try reject(url, entry: entry, text: source.text, message: "\(error)", seenAt: seenAt)
         }
+    }
+
+    /// Runs `work` on a thread of its own while the loop goes on reaping workers and answering SIGTERM
+    /// (it starts none meanwhile: the entry being validated has no run yet); nil if a stop was requested
+    /// first (the result is then dropped, and the queue entry left without a run is forgotten at the
+    /// next start, whose scan queues the file again).
+    private func offLoop<T>(_ work: @escaping () throws -> T) throws -> Result<T, Error>? {
+        let outcome = OffLoopOutcome<T>()
+        guard !isStopRequested else { return nil }
+        let thread = Thread {
+            outcome.set(Result { try work() })
+            self.wake.signal()
+        }
+        thread.name = "keel.daemon.intake"
+        thread.start()
+        while true {
+            if let result = outcome.get() { return result }
+            if isStopRequested { return nil }
+            try reapWorkers()
+            try checkOrphans()
+            _ = wake.wait(timeout: .now() + .milliseconds(100))
+        }
+    }
+
+    private var isStopRequested: Bool {
+        inboxLock.lock()
+        defer { inboxLock.unlock() }
+        return stopSignal != nil
     }
 
     /// A recipe in the watched folder may be a symbolic link only to a file inside that folder: a link
@@ -487,6 +519,24 @@ public final class Daemon: @unchecked Sendable {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return formatter.string(from: date)
+    }
+}
+
+/// The result of work done off the daemon's loop, handed back across threads.
+private final class OffLoopOutcome<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<T, Error>?
+
+    func set(_ value: Result<T, Error>) {
+        lock.lock()
+        result = value
+        lock.unlock()
+    }
+
+    func get() -> Result<T, Error>? {
+        lock.lock()
+        defer { lock.unlock() }
+        return result
     }
 }
 

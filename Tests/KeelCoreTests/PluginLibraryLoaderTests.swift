@@ -46,6 +46,26 @@ final class PluginLibraryLoaderTests: XCTestCase {
                                                      + "no plugin is loaded from it (expected e.g. chmod o-w)"])
     }
 
+    /// `keel plugin install` checks the source before it copies or loads it: a library others can write,
+    /// or one in a world-writable folder, is refused with the reason and nothing is installed.
+    func testInstallRefusesASourceOthersCouldHaveWritten() throws {
+        try write("libOpen.so", mode: 0o666)
+        XCTAssertThrowsError(try PluginLibraryLoader.checkSource(folder.appendingPathComponent("libOpen.so"))) {
+            XCTAssertTrue("\($0)".contains("is writable by group or others"), "\($0)")
+        }
+        try write("libClosed.so", mode: 0o755)
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: folder.path)
+        XCTAssertThrowsError(try PluginLibraryLoader.checkSource(folder.appendingPathComponent("libClosed.so"))) {
+            XCTAssertTrue("\($0)".contains("is world-writable"), "\($0)")
+        }
+        let varDirectory = folder.appendingPathComponent("var")
+        let result = try KeelBinary.run(["plugin", "install", folder.appendingPathComponent("libClosed.so").path, "--var", varDirectory.path])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.error.contains("not installed: \(folder.path) is world-writable"), result.error)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: varDirectory.appendingPathComponent("plugins/libClosed.so").path))
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder.path)
+    }
+
     func testMissingFolderHoldsNoPlugins() {
         let missing = PluginLibraryLoader(directory: folder.appendingPathComponent("absent")).registry(extending: PluginRegistry())
         XCTAssertEqual(missing.problems.count, 0)

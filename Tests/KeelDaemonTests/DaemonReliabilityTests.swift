@@ -87,4 +87,46 @@ final class DaemonReliabilityTests: XCTestCase {
         XCTAssertLessThan(seconds, 6, sandbox.daemonOutput)
         XCTAssertEqual(daemon.terminationStatus, 0, sandbox.daemonOutput)
     }
+
+    /// Hashing a large data file for the run's fingerprint happens off the daemon's loop: SIGTERM in
+    /// the middle of it stops the daemon at once.
+    func testSIGTERMWhileHashingALargeDataFileStopsAtOnce() throws {
+        let sandbox = try DaemonSandbox(self)
+        let data = sandbox.staging.appendingPathComponent("large.jsonl")
+        XCTAssertTrue(FileManager.default.createFile(atPath: data.path, contents: nil))
+        let handle = try FileHandle(forWritingTo: data)
+        try handle.truncate(atOffset: 4 << 30)  // sparse: 4 GiB to hash, nothing on disk
+        try handle.close()
+        try sandbox.stage("large.yaml", DaemonSandbox.tinyRecipe(name: "large", steps: 1)
+            .replacingOccurrences(of: "  - {name: synthetic-preferences, count: 96, seed: 0}\n  - {name: split, eval_count: 16}",
+                                  with: "  - {name: preference-jsonl, path: \(data.path)}"))
+        let daemon = try sandbox.startDaemon()
+        defer { sandbox.stop(daemon) }
+        Thread.sleep(forTimeInterval: 0.3)
+        try sandbox.drop("large.yaml")
+        try sandbox.wait("the recipe to be taken in") { try !sandbox.store().queuedRecipes().isEmpty }
+        Thread.sleep(forTimeInterval: 0.3)
+        let seconds = sandbox.stop(daemon, signal: SIGTERM)
+        print(String(format: "daemon stopped %.2f s after SIGTERM while hashing 4 GiB", seconds))
+        XCTAssertLessThan(seconds, 3, sandbox.daemonOutput)
+        XCTAssertEqual(daemon.terminationStatus, 0, sandbox.daemonOutput)
+        XCTAssertEqual(try sandbox.runs().count, 0, "nothing recorded half-way")
+    }
+
+    /// A recipe saved with a UTF-8 byte-order mark validates and runs in the daemon: the daemon and its
+    /// worker read the same text (they used to hash different texts and refuse it as changed).
+    func testRecipeWithAByteOrderMarkRunsInTheDaemon() throws {
+        let sandbox = try DaemonSandbox(self)
+        let url = sandbox.staging.appendingPathComponent("bom.yaml")
+        try Data([0xEF, 0xBB, 0xBF] + Array(DaemonSandbox.tinyRecipe(name: "bom", steps: 2).utf8)).write(to: url)
+        XCTAssertEqual(try sandbox.keel(["validate", url.path]).status, 0)
+        let daemon = try sandbox.startDaemon()
+        defer { sandbox.stop(daemon) }
+        Thread.sleep(forTimeInterval: 0.3)
+        try sandbox.drop("bom.yaml")
+        try sandbox.wait("the run to end") { try sandbox.run(named: "bom.yaml")?.status.isFinished ?? false }
+        let run = try XCTUnwrap(try sandbox.run(named: "bom.yaml"))
+        XCTAssertEqual(run.status, .completed, run.error ?? "")
+        XCTAssertFalse(run.recipeText.hasPrefix("\u{FEFF}"))
+    }
 }

@@ -83,9 +83,25 @@ public final class PluginLibraryLoader {
     /// The `*.so` files of the directory, after checking that the directory cannot be written by others.
     /// A missing directory holds no plugins.
     func libraryFiles() throws -> [URL] {
+        guard FileManager.default.fileExists(atPath: directory.path) else { return [] }
+        try Self.checkFolder(directory)
+        return try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            .filter { $0.hasSuffix(".so") && !$0.hasPrefix(".") }.sorted()
+            .map { directory.appendingPathComponent($0) }
+    }
+
+    /// What `keel plugin install` checks before it copies (or loads) anything: the source library and its
+    /// folder pass the same checks as an installed library and the plugin folder, so that a file others
+    /// could have written is never installed under this user's name.
+    public static func checkSource(_ file: URL) throws {
+        _ = try FileIdentity(checkedLibrary: file)
+        try checkFolder(file.deletingLastPathComponent())
+    }
+
+    /// A folder libraries load from: a folder, not world-writable, owned by this user or root.
+    static func checkFolder(_ directory: URL) throws {
         var info = stat()
         guard stat(directory.path, &info) == 0 else {
-            if errno == ENOENT { return [] }
             throw PluginLoadError("\(directory.path): cannot read (\(String(cString: strerror(errno))))")
         }
         guard info.st_mode & S_IFMT == S_IFDIR else { throw PluginLoadError("\(directory.path) is not a directory") }
@@ -96,9 +112,6 @@ public final class PluginLibraryLoader {
             throw PluginLoadError("\(directory.path) belongs to uid \(info.st_uid), not to this user (uid \(geteuid())) or root; "
                                 + "no plugin is loaded from it")
         }
-        return try FileManager.default.contentsOfDirectory(atPath: directory.path)
-            .filter { $0.hasSuffix(".so") && !$0.hasPrefix(".") }.sorted()
-            .map { directory.appendingPathComponent($0) }
     }
 
     /// dlopen, ABI check, registration call: the library's plugin types, or why it is refused.

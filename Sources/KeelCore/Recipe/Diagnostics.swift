@@ -23,7 +23,20 @@ public struct RecipeDiagnostic: Error, Equatable, CustomStringConvertible {
 /// Every diagnostic of one or more recipes, in file order. Thrown when a recipe cannot run.
 public struct RecipeErrors: Error, CustomStringConvertible {
     public let diagnostics: [RecipeDiagnostic]
-    public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+    /// At most this many are printed (and stored by the daemon), then a count of the rest.
+    public static let shownLimit = 100
+
+    public var description: String {
+        let shown = diagnostics.prefix(Self.shownLimit).map(\.description)
+        let rest = diagnostics.count - shown.count
+        return (shown + (rest > 0 ? ["… and \(rest) more errors (the first \(Self.shownLimit) are shown)"] : [])).joined(separator: "\n")
+    }
+}
+
+/// A value quoted in a message, cut to `limit` characters: a message stays short however long the
+/// input, and never replays a whole file.
+func excerpt(_ text: String, limit: Int = 60) -> String {
+    text.count <= limit ? text : String(text.prefix(limit)) + "… (\(text.count) characters)"
 }
 
 /// Collects diagnostics while decoding so that a user sees all mistakes in one run.
@@ -41,7 +54,7 @@ final class DiagnosticSink {
 }
 
 /// `parent.key` / `parent[i]` for key paths in messages.
-func joinPath(_ parent: String, _ key: String) -> String { parent.isEmpty ? key : "\(parent).\(key)" }
+func joinPath(_ parent: String, _ key: String) -> String { parent.isEmpty ? excerpt(key) : "\(parent).\(excerpt(key))" }
 func joinPath(_ parent: String, index: Int) -> String { "\(parent)[\(index)]" }
 
 /// The closest candidate within a small edit distance, for "did you mean …?".
@@ -53,6 +66,15 @@ func closestMatch(to word: String, in candidates: [String]) -> String? {
 }
 
 /// "; did you mean 'x'?" or "; expected one of a, b, c" when nothing is close.
+/// "unknown key; …" for a key of the mapping at `path` that is not among `candidates`: TRL's name for a
+/// Keel key first, then the closest candidate — or, for YAML's merge key `<<`, that merge keys are not supported.
+func unknownKeyMessage(_ what: String, _ key: String, in candidates: [String], at path: String) -> String {
+    guard key != "<<" else {
+        return "found a YAML merge key (<<), which Keel does not support; expected the keys written out (an alias can stand for a whole value)"
+    }
+    return "unknown \(what); " + (TRLKeys.suggestion(for: key, at: path) ?? suggestion(for: key, in: candidates))
+}
+
 func suggestion(for word: String, in candidates: [String]) -> String {
     if let match = closestMatch(to: word, in: candidates) { return "did you mean '\(match)'?" }
     return "expected one of " + candidates.sorted().joined(separator: ", ")
@@ -110,12 +132,6 @@ public enum TRLKeys {
         }
         return "did you mean '\(target)'? ('\(key)' is TRL's name)\(note)"
     }
-}
-
-/// "unknown key; …" for a key of the mapping at `path` that is not among `candidates`: TRL's name for a
-/// Keel key first, then the closest candidate.
-func unknownKey(_ key: String, in candidates: [String], at path: String) -> String {
-    (TRLKeys.suggestion(for: key, at: path) ?? suggestion(for: key, in: candidates))
 }
 
 /// Edit distance counting insertions, deletions, substitutions and swaps of adjacent letters as one

@@ -217,7 +217,7 @@ func decodeOptions(_ specs: [OptionSpec], entries: [YAMLEntry], reserved: [Strin
                    mapping: YAMLNode, path: String, baseDirectory: URL, promised: [URL] = [], sink: DiagnosticSink) -> ResolvedOptions {
     let known = specs.map(\.name) + reserved
     for entry in entries where !known.contains(entry.key) {
-        sink.error(entry.keyMark, joinPath(path, entry.key), "unknown key; " + unknownKey(entry.key, in: known, at: path))
+        sink.error(entry.keyMark, joinPath(path, entry.key), unknownKeyMessage("key", entry.key, in: known, at: path))
     }
     return ResolvedOptions(entries: specs.map { spec in
         let keyPath = joinPath(path, spec.name)
@@ -256,7 +256,7 @@ func decodeValue(_ node: YAMLNode, as type: OptionType, baseDirectory: URL, prom
     guard case .scalar(let text, let plain) = node.kind, !node.isNull else {
         return .failure(ValueProblem(message: "found \(node.kindName); \(expected)"))
     }
-    let shown = plain ? text : "\"\(text)\""
+    let shown = plain ? excerpt(text) : "\"\(excerpt(text))\""
     switch type {
     case .int(let range):
         guard plain, let x = Int(text) else { return .failure(ValueProblem(message: "\(shown) is not an integer; \(expected)")) }
@@ -266,7 +266,7 @@ func decodeValue(_ node: YAMLNode, as type: OptionType, baseDirectory: URL, prom
         guard plain, let x = Double(text), x.isFinite else {
             return .failure(ValueProblem(message: "\(shown) is not a number; \(expected)"))
         }
-        if let range, !range.contains(x) { return .failure(ValueProblem(message: "\(text) is out of range; \(expected)")) }
+        if let range, !range.contains(x) { return .failure(ValueProblem(message: "\(excerpt(text)) is out of range; \(expected)")) }
         return .success(.double(x))
     case .bool:
         switch plain ? text : "" {
@@ -278,7 +278,7 @@ func decodeValue(_ node: YAMLNode, as type: OptionType, baseDirectory: URL, prom
         return .success(.string(text))
     case .choice(let values):
         guard values.contains(text) else {
-            return .failure(ValueProblem(message: "unknown value '\(text)'; " + suggestion(for: text, in: values)))
+            return .failure(ValueProblem(message: "unknown value '\(excerpt(text))'; " + suggestion(for: text, in: values)))
         }
         return .success(.string(text))
     case .path(let mustExist):

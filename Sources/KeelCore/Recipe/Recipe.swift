@@ -175,6 +175,8 @@ public enum RecipeSchema {
     /// products with batch sizes and lengths stay far from overflow). Memory is bounded separately,
     /// by `MemoryEstimate`.
     public static let maxSteps: Double = 100_000_000
+    /// The longest `output.name`.
+    public static let maxNameLength = 100
 
     public static let tinyModel: [OptionSpec] = [
         .int("layers", 2, in: .closed(1, 512), "transformer blocks"),
@@ -222,7 +224,7 @@ public enum RecipeSchema {
     ]
 
     public static let output: [OptionSpec] = [
-        OptionSpec("name", .string, default: .absent(note: "the recipe's file name"), help: "run name: letters, digits, '.', '_', '-'"),
+        OptionSpec("name", .string, default: .absent(note: "the recipe's file name"), help: "run name: letters, digits, '.', '_', '-'; at most 100 characters"),
         OptionSpec("dir", .path(mustExist: false), default: .absent(note: "only var/runs/<run>/export"),
                    help: "also export the final model to this folder, relative to the recipe's folder (replaced by each completed run; e.g. a reward model that other recipes read); must be new or a previous export (holding .keel-export), and neither the recipe's folder, var/ nor a folder containing them"),
         OptionSpec("reference_dir", .path(mustExist: false), default: .absent(note: "not exported"),

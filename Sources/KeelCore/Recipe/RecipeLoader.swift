@@ -144,7 +144,7 @@ struct RecipeDecoder {
             return nil
         }
         for entry in entries where !RecipeSchema.sections.contains(entry.key) {
-            sink.error(entry.keyMark, entry.key, "unknown section; " + unknownKey(entry.key, in: RecipeSchema.sections, at: ""))
+            sink.error(entry.keyMark, excerpt(entry.key), unknownKeyMessage("section", entry.key, in: RecipeSchema.sections, at: ""))
         }
         for section in RecipeSchema.requiredSections where root[section] == nil {
             sink.error(root.mark, section, "missing section; expected `\(section):`")
@@ -173,7 +173,10 @@ struct RecipeDecoder {
         if let name = output.string("name"),
            name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) {
             sink.error(root["output"]?["name"]?.mark ?? root.mark, "output.name",
-                       "'\(name)' is not a valid run name; expected letters, digits, '.', '_', '-'")
+                       "'\(excerpt(name))' is not a valid run name; expected letters, digits, '.', '_', '-'")
+        } else if let name = output.string("name"), name.count > RecipeSchema.maxNameLength {
+            sink.error(root["output"]?["name"]?.mark ?? root.mark, "output.name",
+                       "found a name of \(name.count) characters; expected at most \(RecipeSchema.maxNameLength)")
         }
         for key in ["dir", "reference_dir"] {
             if let dir = output.string(key),
@@ -293,7 +296,7 @@ struct RecipeDecoder {
         guard let type = registry.type(named: name), type.descriptor.kind == kind else {
             let other = registry.descriptor(named: name).map { "'\(name)' is a \($0.kind.rawValue) plugin, not a \(kind.rawValue) plugin; " }
             let hint = known.isEmpty ? expectedNames : suggestion(for: name, in: known)
-            sink.error(nameNode.mark, joinPath(path, "name"), other.map { $0 + expectedNames } ?? "unknown \(kind.rawValue) plugin '\(name)'; \(hint)")
+            sink.error(nameNode.mark, joinPath(path, "name"), other.map { $0 + expectedNames } ?? "unknown \(kind.rawValue) plugin '\(excerpt(name))'; \(hint)")
             return nil
         }
         let reserved = weighted ? ["name", "weight"] : ["name"]

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// Keel's record of everything: runs, their metrics, checkpoints and events, and the daemon's recipe
 /// queue, in one SQLite file (normally `var/keel.db`). Every method is one transaction, so a crash
@@ -7,10 +8,15 @@ public final class KeelStore: @unchecked Sendable {
     public let database: SQLiteDatabase
 
     /// Opens (creating and migrating as needed) the store at `path`.
+    /// Opens (creating if needed) the store at `path`; its folder (`var/`) and the database files are
+    /// made owner-only (0700 / 0600), also when an older keel created them readable by everyone.
     public init(path: URL, busyTimeout: TimeInterval = 5) throws {
-        try FileManager.default.createDirectory(at: path.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let folder = path.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         database = try SQLiteDatabase(path: path.path, busyTimeout: busyTimeout)
         try StoreSchema.migrate(database)
+        chmod(folder.path, 0o700)
+        for suffix in ["", "-wal", "-shm"] { chmod(path.path + suffix, 0o600) }
     }
 
     // MARK: Runs

@@ -33,6 +33,8 @@ public struct YAMLParser {
     public var maxBytes = 1 << 20
     public var maxNodes = 100_000
     public var maxDepth = 64
+    /// What every YAML syntax error message ends with.
+    static let syntaxExpectation = "expected YAML: key: value pairs, nested by indenting with spaces"
 
     public init() {}
 
@@ -122,6 +124,7 @@ private final class EventReader {
             let c = parser.context_mark
             message += " (\(context) at \(c.line + 1):\(c.column + 1))"
         }
+        message += "; " + YAMLParser.syntaxExpectation
         return YAMLError(file: file, mark: Mark(line: Int(m.line) + 1, column: Int(m.column) + 1), message: message)
     }
 }
@@ -160,12 +163,12 @@ private struct TreeBuilder {
     mutating func count(_ cost: Int, at mark: Mark) throws {
         nodes += cost
         if nodes > limits.maxNodes {
-            throw error(mark, "document expands to more than \(limits.maxNodes) nodes (alias expansion bomb?)")
+            throw error(mark, "document expands to more than \(limits.maxNodes) nodes (alias expansion bomb?); expected at most \(limits.maxNodes)")
         }
     }
 
     mutating func node(_ event: Event, depth: Int) throws -> YAMLNode {
-        guard depth < limits.maxDepth else { throw error(event.mark, "nesting deeper than \(limits.maxDepth) levels") }
+        guard depth < limits.maxDepth else { throw error(event.mark, "nesting deeper than \(limits.maxDepth) levels; expected at most \(limits.maxDepth)") }
         let before = nodes
         let result: YAMLNode
         switch event.kind {
@@ -188,6 +191,7 @@ private struct TreeBuilder {
         case .mappingStart:
             try count(1, at: event.mark)
             var entries: [YAMLEntry] = []
+            var firstMarks: [String: Mark] = [:]  // duplicate checks in constant time: 10⁵ keys stay linear
             while true {
                 let keyEvent = try reader.next()
                 if case .mappingEnd = keyEvent.kind { break }
@@ -195,9 +199,10 @@ private struct TreeBuilder {
                     throw error(keyEvent.mark, "a mapping key must be a plain word; expected key: value")
                 }
                 let value = try node(try reader.next(), depth: depth + 1)
-                if let first = entries.first(where: { $0.key == key }) {
-                    problems.append(error(keyEvent.mark, "duplicate key '\(key)' (first at \(first.keyMark)); expected each key once"))
+                if let first = firstMarks[key] {
+                    problems.append(error(keyEvent.mark, "duplicate key '\(excerpt(key))' (first at \(first)); expected each key once"))
                 } else {
+                    firstMarks[key] = keyEvent.mark
                     entries.append(YAMLEntry(key: key, keyMark: keyEvent.mark, value: value))
                 }
             }
