@@ -16,7 +16,10 @@ struct ScoreCommand: ParsableCommand {
         rendered with the model's ChatML template). Prompt and completion are tokenised jointly and no \
         BOS/EOS is added. Given a reward model folder (LlamaForSequenceClassification, e.g. the export/ of \
         a reward-model run), it prints each completion's reward instead — EOS appended and cut to the \
-        model's positions, as the trainer scores them — and the share of pairs ranked right.
+        model's positions, as the trainer scores them — and the share of pairs ranked right. \
+        With --ids FILE.json ({"input_ids": [[…]], "attention_mask": [[…]]}, right-padded, no tokenizer \
+        needed) it prints {"token_logprobs", "sequence_logprobs"} as JSON: every next-token log-prob, 0 \
+        where the next token is padding, as transformers computes them.
         """)
 
     enum PretokenizerChoice: String, ExpressibleByArgument, CaseIterable {
@@ -30,7 +33,10 @@ struct ScoreCommand: ParsableCommand {
     var model: String
 
     @Option(help: "JSON-lines file of preference pairs (HH or TRL format).")
-    var data: String
+    var data: String?
+
+    @Option(help: "JSON file of token ids (input_ids, attention_mask): print every next-token log-prob instead.")
+    var ids: String?
 
     @Option(help: "Pre-tokenizer of a GGUF model: gguf (the file's own) or gpt2 (transformers' GGUF loader).")
     var pretokenizer: PretokenizerChoice = .gguf
@@ -43,12 +49,15 @@ struct ScoreCommand: ParsableCommand {
 
     func validate() throws {
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+        if (data == nil) == (ids == nil) { throw ValidationError("give exactly one of --data FILE.jsonl and --ids FILE.json") }
     }
 
     func run() throws {
-        if LlamaRewardModel.isRewardModelFolder(model) { return try runRewardModel() }
+        if let ids { return try runTokenIDs(ids) }
+        guard let data else { throw ValidationError("give --data FILE.jsonl or --ids FILE.json") }
+        if LlamaRewardModel.isRewardModelFolder(model) { return try runRewardModel(data) }
         let (llama, tokenizer) = try ModelLoading.pretrained(at: model, ggufPretokenizer: pretokenizer == .gpt2 ? .gpt2 : nil)
-        let pairs = try readPairs()
+        let pairs = try readPairs(data)
 
         // Tokenise every pair; a pair whose prompt tokens are not a prefix of the joint ones is reported and skipped.
         var scored: [(pair: PreferencePair, chosen: Int, rejected: Int)] = []
@@ -83,14 +92,27 @@ struct ScoreCommand: ParsableCommand {
         if scored.count < pairs.count { printError("\(pairs.count - scored.count) of \(pairs.count) pairs skipped") }
     }
 
+    /// Every next-token log-prob of the rows of a token-id file, as JSON.
+    private func runTokenIDs(_ path: String) throws {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ValidationError("\(path): cannot read: \(error.localizedDescription)")
+        }
+        let llama = try LlamaModel(weights: ModelWeights(path: model))
+        let result = try llama.tokenLogProbs(TokenIDBatch(json: data, source: path), source: path)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(result), as: UTF8.self))
+    }
+
     /// Rewards of each pair's completions under the reward model at `model`, and the accuracy.
-    private func runRewardModel() throws {
+    private func runRewardModel(_ data: String) throws {
         let rewardModel = try LlamaRewardModel(huggingFaceDirectory: URL(fileURLWithPath: model))
         let pairTokenizer = try PairTokenizer(tokenizer: try BPETokenizer(huggingFaceDirectory: URL(fileURLWithPath: model)))
         let maxLength = rewardModel.backbone.config.maxPositions
         var scored: [PreferencePair] = []
         var sequences: [PromptCompletionTokens] = []
-        for pair in try readPairs() {
+        for pair in try readPairs(data) {
             do {
                 let (prompt, chosen, rejected) = try texts(of: pair, tokenizer: pairTokenizer.tokenizer)
                 sequences += [pairTokenizer.sequence(prompt: prompt, response: chosen, maxLength: maxLength),
@@ -131,7 +153,7 @@ struct ScoreCommand: ParsableCommand {
 
     /// The pairs of `data` through KeelCore's sources: HH when the first line has no "prompt" and a
     /// string "chosen", TRL's preference format otherwise.
-    private func readPairs() throws -> [PreferencePair] {
+    private func readPairs(_ data: String) throws -> [PreferencePair] {
         guard let contents = FileManager.default.contents(atPath: data) else {
             throw DataError(["\(data): cannot read the file"])
         }
@@ -144,16 +166,16 @@ struct ScoreCommand: ParsableCommand {
         var report = DataNodeReport(node: isHH ? HHSource.descriptor.name : PreferenceJSONLSource.descriptor.name)
         let context = DataContext(seed: 0, node: "score")
         if isHH {
-            try HHSource(options: sourceOptions(HHSource.descriptor)).process(&dataset, report: &report, context: context)
+            try HHSource(options: sourceOptions(HHSource.descriptor, path: data)).process(&dataset, report: &report, context: context)
         } else {
-            try PreferenceJSONLSource(options: sourceOptions(PreferenceJSONLSource.descriptor)).process(&dataset, report: &report, context: context)
+            try PreferenceJSONLSource(options: sourceOptions(PreferenceJSONLSource.descriptor, path: data)).process(&dataset, report: &report, context: context)
         }
         for (cause, count) in report.skipped.sorted(by: { $0.key < $1.key }) { printError("\(data): \(count) pairs skipped (\(cause))") }
         return dataset.train.compactMap { if case .pair(let pair) = $0 { return pair } else { return nil } }
     }
 
     /// The source's own options with `path` = --data and `limit` = --limit.
-    private func sourceOptions(_ descriptor: PluginDescriptor) -> ResolvedOptions {
+    private func sourceOptions(_ descriptor: PluginDescriptor, path data: String) -> ResolvedOptions {
         ResolvedOptions(defaultsOf: descriptor.options.map { spec in
             switch spec.name {
             case "path": return OptionSpec(spec.name, spec.type, default: .value(.path(data)), help: spec.help)
