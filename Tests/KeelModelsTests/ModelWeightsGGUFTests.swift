@@ -62,7 +62,7 @@ final class ModelWeightsGGUFTests: XCTestCase {
 
         var wrongArchitecture = model.writer
         wrongArchitecture.set("general.architecture", .string("gpt2"))
-        expectError(wrongArchitecture, "general.architecture is 'gpt2', expected 'llama'")
+        expectError(wrongArchitecture, "general.architecture is 'gpt2'; expected one of gemma2, gemma3, llama")
 
         var absurdLayers = model.writer
         absurdLayers.set("llama.block_count", .uint64(1 << 40))
