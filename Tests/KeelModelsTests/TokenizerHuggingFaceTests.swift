@@ -122,8 +122,8 @@ final class TokenizerHuggingFaceTests: XCTestCase {
         XCTAssertTrue(error(#"{\#(byteLevel)}"#).contains("missing field model"))
         XCTAssertTrue(error(#"{"model": {"vocab": [], "merges": []}}"#).contains("field model.vocab is not a"))
         XCTAssertTrue(error("not json").contains("dir/tokenizer.json"))
-        XCTAssertTrue(error(#"{"model": {\#(vocab)}, "normalizer": {"type": "NFC"}, \#(byteLevel)}"#)
-            .contains("normalizer \"NFC\" is not supported"))
+        XCTAssertTrue(error(#"{"model": {\#(vocab)}, "normalizer": {"type": "NFKD"}, \#(byteLevel)}"#)
+            .contains("normalizer \"NFKD\" is not supported"))
     }
 
     func testMissingDirectoryNamesTheFile() {
