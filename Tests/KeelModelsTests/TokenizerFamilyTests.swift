@@ -30,10 +30,7 @@ final class TokenizerFamilyTests: XCTestCase {
             }
             XCTAssertEqual(mismatches, 0, "\(name): strings whose ids differ")
 
-            let directory = try ModelFixtures.temporaryDirectory("tokenizer-\(name)")
-            defer { try? FileManager.default.removeItem(at: directory) }
-            try tokenizer.writeHuggingFaceFiles(to: directory)
-            let reread = try BPETokenizer(huggingFaceDirectory: directory)
+            let reread = try ModelFixtures.rereadThroughHuggingFaceFiles(tokenizer, name: "tokenizer-\(name)")
             XCTAssertEqual(reread.pretokenizer, tokenizer.pretokenizer)
             XCTAssertEqual(reread.normalizer, tokenizer.normalizer)
             XCTAssertEqual(reread.ignoresMerges, tokenizer.ignoresMerges)

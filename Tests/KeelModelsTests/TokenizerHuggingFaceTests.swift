@@ -10,10 +10,7 @@ final class TokenizerHuggingFaceTests: XCTestCase {
 
     func testWriteThenReadGivesTheSameTokenizer() throws {
         let original = try ModelFixtures.smolLM2Tokenizer()
-        let directory = try ModelFixtures.temporaryDirectory("tokenizer-export")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        try original.writeHuggingFaceFiles(to: directory)
-        let reread = try BPETokenizer(huggingFaceDirectory: directory)
+        let reread = try ModelFixtures.rereadThroughHuggingFaceFiles(original, name: "tokenizer-export")
 
         XCTAssertEqual(reread.tokens, original.tokens)
         XCTAssertEqual(reread.merges, original.merges)
