@@ -173,6 +173,25 @@ extension LlamaConfig {
         "llama": .llama, "qwen2": .qwen2, "qwen3": .qwen3, "gemma2": .gemma2, "gemma3": .gemma3, "phi3": .phi3,
     ]
 
+    /// The GGUF tensor of Llama 3.1+'s RoPE frequency divisors (llama.cpp's `rope_freqs.weight`).
+    public static let ggufRoPEFactorsTensor = "rope_freqs.weight"
+
+    /// The `rope_type: llama3` parameters that give these per-frequency divisors, found among Meta's
+    /// published settings (low 1, high 4, original context 8192, factor = the largest divisor), so that
+    /// the model exports to transformers exactly; other divisors are refused rather than approximated.
+    static func llama3Scaling(fromFactors factors: [Float], headDim: Int, theta: Float, source: String) throws -> RoPEScaling {
+        let base = RoPETable.inverseFrequencies(headDim: headDim, theta: theta)
+        guard factors.count == base.count, let largest = factors.max() else {
+            throw ModelFormatError(source: source, message: "\(ggufRoPEFactorsTensor) has \(factors.count) values; expected \(base.count), one per frequency")
+        }
+        let candidate = RoPEScaling.llama3(factor: largest, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalMaxPositions: 8192)
+        let scaled = candidate.inverseFrequencies(base)
+        for (i, factor) in factors.enumerated() where abs(base[i] / scaled[i] - factor) > 1e-4 * factor {
+            throw ModelFormatError(source: source, message: "\(ggufRoPEFactorsTensor)[\(i)] is \(factor); Llama 3 scaling (factor \(largest), low 1, high 4, original 8192) gives \(base[i] / scaled[i]): other RoPE frequency factors are not supported")
+        }
+        return candidate
+    }
+
     /// Reads `<arch>.*` and `tokenizer.ggml.*` keys (llama.cpp's names; `arch` = general.architecture).
     public init(gguf: GGUFFile) throws {
         let arch = try gguf.requiredString("general.architecture")
@@ -220,6 +239,13 @@ extension LlamaConfig {
                   padTokenId: try optionalInt("tokenizer.ggml.padding_token_id"))
         applyFeatures(of: family)
         self.ropeScaling = ropeScaling
+        if let factors = gguf.tensor(named: Self.ggufRoPEFactorsTensor) {
+            guard ropeScaling == nil else {
+                throw ModelFormatError(source: gguf.path, message: "both \(arch).rope.scaling.type and \(Self.ggufRoPEFactorsTensor); expected one")
+            }
+            self.ropeScaling = try Self.llama3Scaling(fromFactors: gguf.dequantize(factors).toArray(), headDim: headDim,
+                                                      theta: ropeTheta, source: gguf.path)
+        }
         slidingWindow = try optionalInt("\(arch).attention.sliding_window")
         switch family {
         case .gemma2, .gemma3:

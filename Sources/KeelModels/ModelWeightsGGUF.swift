@@ -18,6 +18,8 @@ extension ModelWeights {
         // Resolve every name and shape before converting anything, so a bad file fails fast.
         var plans: [(info: GGUFTensorInfo, name: String, permutedHeads: Int?)] = []
         for info in gguf.tensors {
+            // Read into `config.ropeScaling` already.
+            if info.name == LlamaConfig.ggufRoPEFactorsTensor { continue }
             guard let (name, permutedHeads) = LlamaCppLayout.huggingFaceName(ofGGUFTensor: info.name, config: config) else {
                 throw ModelFormatError(source: gguf.path, message: "unexpected tensor '\(info.name)' for a \(config.family.rawValue) model")
             }

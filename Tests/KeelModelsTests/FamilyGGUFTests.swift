@@ -27,7 +27,7 @@ final class FamilyGGUFTests: XCTestCase {
         }
     }
 
-    func testUnknownArchitectureAndLlama3FrequencyFactorsAreRefusedByName() throws {
+    func testUnknownArchitectureIsRefusedByName() throws {
         let out = try ModelFixtures.temporaryDirectory("gguf-refused")
         defer { try? FileManager.default.removeItem(at: out) }
         var writer = GGUFWriter()
@@ -37,12 +37,37 @@ final class FamilyGGUFTests: XCTestCase {
         XCTAssertThrowsError(try ModelWeights(ggufPath: path)) { error in
             XCTAssertTrue("\(error)".contains("general.architecture is 'falcon'; expected one of gemma2, gemma3, llama, phi3, qwen2, qwen3"), "\(error)")
         }
-        // Llama 3's RoPE scaling travels in GGUFs as a rope_freqs tensor, which Keel does not read.
-        let llama3 = try ModelWeights(huggingFaceDirectory: FamilyParityTests.load("llama3").directory)
-        let llama3Path = out.appendingPathComponent("llama3.gguf").path
-        try Self.writeLlamaCppGGUF(llama3, to: llama3Path, extraTensors: [("rope_freqs.weight", Tensor.ones([8]))])
-        XCTAssertThrowsError(try ModelWeights(ggufPath: llama3Path)) { error in
-            XCTAssertTrue("\(error)".contains("unexpected tensor 'rope_freqs.weight'"), "\(error)")
+    }
+
+    /// Llama 3.1+'s scaling travels in GGUFs as `rope_freqs.weight`, one divisor per frequency: Meta's
+    /// settings (low 1, high 4, original 8192) are recognised and give the same model as the Hugging
+    /// Face config; divisors no such setting gives are refused.
+    func testLlama3FrequencyFactorsReadAsLlama3Scaling() throws {
+        let out = try ModelFixtures.temporaryDirectory("gguf-llama3")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let (directory, fixture) = try FamilyParityTests.load("llama3")
+        let source = try ModelWeights(huggingFaceDirectory: directory)
+        var config = source.config
+        let base = RoPETable.inverseFrequencies(headDim: config.headDim, theta: config.ropeTheta)
+        func factors(_ scaling: RoPEScaling) -> Tensor {
+            Tensor(zip(base, scaling.inverseFrequencies(base)).map { $0 / $1 })
+        }
+        let fixtureFactors = factors(try XCTUnwrap(config.ropeScaling))
+        config.ropeScaling = .llama3(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalMaxPositions: 8192)
+        let meta = try ModelWeights(config: config, tensors: Dictionary(uniqueKeysWithValues: source.namedTensors.map { ($0.name, $0.tensor) }))
+        let path = out.appendingPathComponent("llama3.gguf").path
+        try Self.writeLlamaCppGGUF(meta, to: path, extraTensors: [(LlamaConfig.ggufRoPEFactorsTensor, factors(config.ropeScaling!))])
+        let loaded = try ModelWeights(ggufPath: path)
+        XCTAssertEqual(loaded.config.ropeScaling, config.ropeScaling)
+        let batch = FamilyParityTests.batch(fixture)
+        let expected = withNoGrad { try! LlamaModel(weights: meta).targetLogProbs(batch).toArray() }
+        let actual = withNoGrad { try! LlamaModel(weights: loaded).targetLogProbs(batch).toArray() }
+        for (a, b) in zip(actual, expected) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+
+        // The fixture's own scaling (original context 32) is not one of Meta's settings.
+        try Self.writeLlamaCppGGUF(meta, to: path, extraTensors: [(LlamaConfig.ggufRoPEFactorsTensor, fixtureFactors)])
+        XCTAssertThrowsError(try ModelWeights(ggufPath: path)) { error in
+            XCTAssertTrue("\(error)".contains("other RoPE frequency factors are not supported"), "\(error)")
         }
     }
 
