@@ -243,8 +243,11 @@ extension LlamaConfig {
             guard ropeScaling == nil else {
                 throw ModelFormatError(source: gguf.path, message: "both \(arch).rope.scaling.type and \(Self.ggufRoPEFactorsTensor); expected one")
             }
-            self.ropeScaling = try Self.llama3Scaling(fromFactors: gguf.dequantize(factors).toArray(), headDim: headDim,
-                                                      theta: ropeTheta, source: gguf.path)
+            let divisors = try gguf.dequantize(factors).toArray()
+            // All ones: no scaling at all.
+            if divisors.contains(where: { $0 != 1 }) {
+                self.ropeScaling = try Self.llama3Scaling(fromFactors: divisors, headDim: headDim, theta: ropeTheta, source: gguf.path)
+            }
         }
         slidingWindow = try optionalInt("\(arch).attention.sliding_window")
         switch family {

@@ -51,8 +51,8 @@ final class ModelWeightsGGUFTests: XCTestCase {
         expectError(missing, "missing tensor 'model.layers.1.mlp.up_proj.weight'")
 
         var extra = model.writer
-        extra.addFloat32Tensor(name: "rope_freqs.weight", shape: [2], values: [1, 1])
-        expectError(extra, "unexpected tensor 'rope_freqs.weight'")
+        extra.addFloat32Tensor(name: "rope_factors_long.weight", shape: [2], values: [1, 1])
+        expectError(extra, "unexpected tensor 'rope_factors_long.weight'")
 
         var misshaped = model.writer
         let index = misshaped.tensors.firstIndex { $0.name == "blk.0.attn_k.weight" }!
