@@ -17,7 +17,10 @@ struct ScoreCommand: ParsableCommand {
         added, and EOS only with --eos (the trainer appends EOS to every completion, so --eos gives the \
         log-probs a run's metrics are built from; without it, those of the text alone). Given a reward model folder (LlamaForSequenceClassification, e.g. the export/ of \
         a reward-model run), it prints each completion's reward instead — EOS appended and cut to the \
-        model's positions, as the trainer scores them — and the share of pairs ranked right.
+        model's positions, as the trainer scores them — and the share of pairs ranked right. \
+        With --ids FILE.json ({"input_ids": [[…]], "attention_mask": [[…]]}, right-padded, no tokenizer \
+        needed) it prints {"token_logprobs", "sequence_logprobs"} as JSON: every next-token log-prob, 0 \
+        where the next token is padding, as transformers computes them.
         """)
 
     enum PretokenizerChoice: String, ExpressibleByArgument, CaseIterable {
@@ -31,7 +34,10 @@ struct ScoreCommand: ParsableCommand {
     var model: String
 
     @Option(help: "JSON-lines file of preference pairs (HH or TRL format).")
-    var data: String
+    var data: String?
+
+    @Option(help: "JSON file of token ids (input_ids, attention_mask): print every next-token log-prob instead.")
+    var ids: String?
 
     @Option(help: "Pre-tokenizer of a GGUF model: gguf (the file's own) or gpt2 (transformers' GGUF loader).")
     var pretokenizer: PretokenizerChoice = .gguf
@@ -47,12 +53,15 @@ struct ScoreCommand: ParsableCommand {
 
     func validate() throws {
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+        if (data == nil) == (ids == nil) { throw ValidationError("give exactly one of --data FILE.jsonl and --ids FILE.json") }
     }
 
     func run() throws {
-        if LlamaRewardModel.isRewardModelFolder(model) { return try runRewardModel() }
+        if let ids { return try runTokenIDs(ids) }
+        guard let data else { throw ValidationError("give --data FILE.jsonl or --ids FILE.json") }
+        if LlamaRewardModel.isRewardModelFolder(model) { return try runRewardModel(data) }
         let (llama, tokenizer) = try ModelLoading.pretrained(at: model, ggufPretokenizer: pretokenizer == .gpt2 ? .gpt2 : nil)
-        let pairs = try readPairs()
+        let pairs = try readPairs(data)
         let appended: [Int]
         if eos {
             guard let eosID = tokenizer.eosTokenID else { throw ValidationError("--eos: the model's tokenizer has no EOS token") }
@@ -96,14 +105,27 @@ struct ScoreCommand: ParsableCommand {
         if scored.count < pairs.count { printError("\(pairs.count - scored.count) of \(pairs.count) pairs skipped") }
     }
 
+    /// Every next-token log-prob of the rows of a token-id file, as JSON.
+    private func runTokenIDs(_ path: String) throws {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ValidationError("\(path): cannot read: \(error.localizedDescription)")
+        }
+        let llama = try LlamaModel(weights: ModelWeights(path: model))
+        let result = try llama.tokenLogProbs(TokenIDBatch(json: data, source: path), source: path)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(result), as: UTF8.self))
+    }
+
     /// Rewards of each pair's completions under the reward model at `model`, and the accuracy.
-    private func runRewardModel() throws {
+    private func runRewardModel(_ data: String) throws {
         let rewardModel = try LlamaRewardModel(huggingFaceDirectory: URL(fileURLWithPath: model))
         let pairTokenizer = try PairTokenizer(tokenizer: try BPETokenizer(huggingFaceDirectory: URL(fileURLWithPath: model)))
         let maxLength = rewardModel.backbone.config.maxPositions
         var scored: [PreferencePair] = []
         var sequences: [PromptCompletionTokens] = []
-        for pair in try readPairs() {
+        for pair in try readPairs(data) {
             do {
                 let (prompt, chosen, rejected) = try texts(of: pair, tokenizer: pairTokenizer.tokenizer)
                 sequences += [pairTokenizer.sequence(prompt: prompt, response: chosen, maxLength: maxLength),
@@ -150,7 +172,7 @@ struct ScoreCommand: ParsableCommand {
     }
 
     /// The pairs of `data`; skipped lines are reported on standard error.
-    private func readPairs() throws -> [PreferencePair] {
+    private func readPairs(_ data: String) throws -> [PreferencePair] {
         let (pairs, skipped) = try PreferenceFile.read(data, limit: limit)
         for (cause, count) in skipped.sorted(by: { $0.key < $1.key }) { printError("\(data): \(count) pairs skipped (\(cause))") }
         return pairs

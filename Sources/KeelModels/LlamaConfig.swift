@@ -141,48 +141,148 @@ public struct ModelFormatError: Error, CustomStringConvertible, Equatable {
     public var description: String { "\(source): \(message)" }
 }
 
+// MARK: - Family features
+
+extension LlamaConfig {
+    /// Switches on the features that come with `family` itself (not the numbers its config gives):
+    /// Qwen 2's q/k/v biases, Qwen 3's and Gemma 3's q/k norms, Gemma's (1 + w) norms, sandwich norms,
+    /// GeGLU and scaled embeddings. The config readers (Hugging Face, GGUF) call it once.
+    mutating func applyFeatures(of family: ModelFamily) {
+        self.family = family
+        let gemma = family == .gemma2 || family == .gemma3
+        attentionBias = family == .qwen2
+        queryKeyNorm = family == .qwen3 || family == .gemma3
+        normWeightOffset = gemma ? 1 : 0
+        sandwichNorms = gemma
+        scalesEmbeddings = gemma
+        activation = gemma ? .geluTanh : .silu
+    }
+
+    /// Gemma's layer kinds when the config does not list them: every `pattern`-th layer full, the
+    /// others sliding (Gemma 2: 2, Gemma 3: 6; transformers' and llama.cpp's rule).
+    static func gemmaLayerTypes(layers: Int, pattern: Int) -> [AttentionKind] {
+        (0..<layers).map { ($0 + 1) % pattern == 0 ? .full : .sliding }
+    }
+}
+
 // MARK: - From GGUF metadata
 
 extension LlamaConfig {
+    /// llama.cpp's `general.architecture` names Keel reads, with their family. Mistral's GGUFs are `llama`.
+    public static let ggufArchitectures: [String: ModelFamily] = [
+        "llama": .llama, "qwen2": .qwen2, "qwen3": .qwen3, "gemma2": .gemma2, "gemma3": .gemma3, "phi3": .phi3,
+    ]
+
+    /// The GGUF tensor of Llama 3.1+'s RoPE frequency divisors (llama.cpp's `rope_freqs.weight`).
+    public static let ggufRoPEFactorsTensor = "rope_freqs.weight"
+
+    /// The `rope_type: llama3` parameters that give these per-frequency divisors, found among Meta's
+    /// published settings (low 1, high 4, original context 8192, factor = the largest divisor), so that
+    /// the model exports to transformers exactly; other divisors are refused rather than approximated.
+    static func llama3Scaling(fromFactors factors: [Float], headDim: Int, theta: Float, source: String) throws -> RoPEScaling {
+        let base = RoPETable.inverseFrequencies(headDim: headDim, theta: theta)
+        guard factors.count == base.count, let largest = factors.max() else {
+            throw ModelFormatError(source: source, message: "\(ggufRoPEFactorsTensor) has \(factors.count) values; expected \(base.count), one per frequency")
+        }
+        let candidate = RoPEScaling.llama3(factor: largest, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalMaxPositions: 8192)
+        let scaled = candidate.inverseFrequencies(base)
+        for (i, factor) in factors.enumerated() where abs(base[i] / scaled[i] - factor) > 1e-4 * factor {
+            throw ModelFormatError(source: source, message: "\(ggufRoPEFactorsTensor)[\(i)] is \(factor); Llama 3 scaling (factor \(largest), low 1, high 4, original 8192) gives \(base[i] / scaled[i]): other RoPE frequency factors are not supported")
+        }
+        return candidate
+    }
+
     /// Reads `<arch>.*` and `tokenizer.ggml.*` keys (llama.cpp's names; `arch` = general.architecture).
     public init(gguf: GGUFFile) throws {
         let arch = try gguf.requiredString("general.architecture")
-        guard arch == "llama" else {
-            throw ModelFormatError(source: gguf.path, message: "general.architecture is '\(arch)', expected 'llama'")
+        guard let family = Self.ggufArchitectures[arch] else {
+            throw ModelFormatError(source: gguf.path, message: "general.architecture is '\(arch)'; expected one of \(Self.ggufArchitectures.keys.sorted().joined(separator: ", "))")
         }
         func optionalInt(_ key: String) throws -> Int? { gguf.metadata[key] == nil ? nil : try gguf.requiredInt(key) }
-        let hidden = try gguf.requiredInt("llama.embedding_length")
-        let heads = try gguf.requiredInt("llama.attention.head_count")
+        func optionalFloat(_ key: String) throws -> Float? { gguf.metadata[key] == nil ? nil : try gguf.requiredFloat(key) }
+        let hidden = try gguf.requiredInt("\(arch).embedding_length")
+        let heads = try gguf.requiredInt("\(arch).attention.head_count")
         guard heads > 0 else {
-            throw ModelFormatError(source: gguf.path, message: "llama.attention.head_count is \(heads), expected > 0")
+            throw ModelFormatError(source: gguf.path, message: "\(arch).attention.head_count is \(heads), expected > 0")
         }
-        let headDim = try optionalInt("llama.attention.key_length") ?? hidden / heads
-        if let ropeDims = try optionalInt("llama.rope.dimension_count"), ropeDims != headDim {
-            throw ModelFormatError(source: gguf.path, message: "llama.rope.dimension_count \(ropeDims) differs from the head size \(headDim): partial rotary embeddings are not supported")
+        let headDim = try optionalInt("\(arch).attention.key_length") ?? hidden / heads
+        if let ropeDims = try optionalInt("\(arch).rope.dimension_count"), ropeDims != headDim {
+            throw ModelFormatError(source: gguf.path, message: "\(arch).rope.dimension_count \(ropeDims) differs from the head size \(headDim): partial rotary embeddings are not supported")
         }
-        if let scaling = gguf.metadata["llama.rope.scaling.type"]?.string, scaling != "none" {
-            throw ModelFormatError(source: gguf.path, message: "llama.rope.scaling.type '\(scaling)' is not supported")
+        var ropeScaling: RoPEScaling?
+        switch gguf.metadata["\(arch).rope.scaling.type"]?.string {
+        case nil, "none"?: break
+        case "linear"?: ropeScaling = .linear(factor: try gguf.requiredFloat("\(arch).rope.scaling.factor"))
+        case let other?:
+            throw ModelFormatError(source: gguf.path, message: "\(arch).rope.scaling.type '\(other)' is not supported; expected none or linear")
         }
-        let vocab = try optionalInt("llama.vocab_size")
+        let vocab = try optionalInt("\(arch).vocab_size")
             ?? gguf.metadata["tokenizer.ggml.tokens"]?.array?.count
             ?? gguf.tensor(named: "token_embd.weight")?.shape.first
         guard let vocab else {
-            throw ModelFormatError(source: gguf.path, message: "no vocabulary size: none of llama.vocab_size, tokenizer.ggml.tokens, token_embd.weight")
+            throw ModelFormatError(source: gguf.path, message: "no vocabulary size: none of \(arch).vocab_size, tokenizer.ggml.tokens, token_embd.weight")
         }
-        self.init(layers: try gguf.requiredInt("llama.block_count"),
+        let layers = try gguf.requiredInt("\(arch).block_count")
+        self.init(layers: layers,
                   hidden: hidden,
                   heads: heads,
-                  kvHeads: try optionalInt("llama.attention.head_count_kv") ?? heads,
+                  kvHeads: try optionalInt("\(arch).attention.head_count_kv") ?? heads,
                   headDim: headDim,
-                  intermediate: try gguf.requiredInt("llama.feed_forward_length"),
+                  intermediate: try gguf.requiredInt("\(arch).feed_forward_length"),
                   vocab: vocab,
-                  rmsEps: try gguf.requiredFloat("llama.attention.layer_norm_rms_epsilon"),
-                  ropeTheta: gguf.metadata["llama.rope.freq_base"] == nil ? 10_000 : try gguf.requiredFloat("llama.rope.freq_base"),
-                  maxPositions: try gguf.requiredInt("llama.context_length"),
+                  rmsEps: try gguf.requiredFloat("\(arch).attention.layer_norm_rms_epsilon"),
+                  ropeTheta: try optionalFloat("\(arch).rope.freq_base") ?? 10_000,
+                  maxPositions: try gguf.requiredInt("\(arch).context_length"),
                   tiedEmbeddings: gguf.tensor(named: "output.weight") == nil,
                   bosTokenId: try optionalInt("tokenizer.ggml.bos_token_id"),
                   eosTokenId: try optionalInt("tokenizer.ggml.eos_token_id"),
                   padTokenId: try optionalInt("tokenizer.ggml.padding_token_id"))
+        applyFeatures(of: family)
+        self.ropeScaling = ropeScaling
+        if let factors = gguf.tensor(named: Self.ggufRoPEFactorsTensor) {
+            guard ropeScaling == nil else {
+                throw ModelFormatError(source: gguf.path, message: "both \(arch).rope.scaling.type and \(Self.ggufRoPEFactorsTensor); expected one")
+            }
+            let divisors = try gguf.dequantize(factors).toArray()
+            // All ones: no scaling at all.
+            if divisors.contains(where: { $0 != 1 }) {
+                self.ropeScaling = try Self.llama3Scaling(fromFactors: divisors, headDim: headDim, theta: ropeTheta, source: gguf.path)
+            }
+        }
+        slidingWindow = try optionalInt("\(arch).attention.sliding_window")
+        switch family {
+        case .gemma2, .gemma3:
+            // `<arch>.attention.sliding_window_pattern`: a period, or one bool per layer (true = sliding);
+            // without it llama.cpp's fixed periods.
+            switch gguf.metadata["\(arch).attention.sliding_window_pattern"] {
+            case nil: layerTypes = Self.gemmaLayerTypes(layers: layers, pattern: family == .gemma2 ? 2 : 6)
+            case .array(let flags)?:
+                let sliding = flags.compactMap { flag -> Bool? in if case .bool(let b) = flag { return b } else { return nil } }
+                guard sliding.count == layers else {
+                    throw ModelFormatError(source: gguf.path, message: "\(arch).attention.sliding_window_pattern has \(flags.count) entries; expected \(layers) booleans")
+                }
+                layerTypes = sliding.map { $0 ? .sliding : .full }
+            case let value?:
+                guard let period = value.int, period > 0 else {
+                    throw ModelFormatError(source: gguf.path, message: "\(arch).attention.sliding_window_pattern is \(value); expected a positive period or one boolean per layer")
+                }
+                layerTypes = Self.gemmaLayerTypes(layers: layers, pattern: period)
+            }
+            // llama.cpp scales queries by 1/√(hidden/heads) for the 27B models (46 and 62 layers), by
+            // 1/√headDim otherwise: the configs' query_pre_attn_scalar, which GGUFs do not store.
+            let is27B = layers == (family == .gemma2 ? 46 : 62)
+            queryPreAttentionScalar = Float(is27B ? hidden / heads : headDim)
+            attentionSoftcap = try optionalFloat("\(arch).attn_logit_softcapping")
+            finalLogitSoftcap = try optionalFloat("\(arch).final_logit_softcapping")
+            // llama.cpp's fixed base of Gemma 3's local layers.
+            if family == .gemma3 { slidingRopeTheta = 10_000 }
+        case .phi3:
+            if slidingWindow != nil { layerTypes = Array(repeating: .sliding, count: layers) }
+        case .llama, .mistral, .qwen2, .qwen3:
+            if let slidingWindow {
+                throw ModelFormatError(source: gguf.path, message: "\(arch).attention.sliding_window is \(slidingWindow): sliding windows are read for gemma2, gemma3 and phi3 GGUFs only")
+            }
+        }
         try validate(source: gguf.path)
     }
 }

@@ -106,18 +106,11 @@ extension LlamaConfig {
                   bosTokenId: try json.optionalTokenID(HFKey.bos),
                   eosTokenId: try json.optionalTokenID(HFKey.eos),
                   padTokenId: try json.optionalTokenID(HFKey.pad))
-        self.family = family
-        activation = expectedActivation
-        let attentionBias = try json.bool(HFKey.attentionBias, default: family == .qwen2)
-        if attentionBias && family != .qwen2 {
-            throw json.fail("'attention_bias' is true: biased attention projections are supported for qwen2 only (it has no o_proj bias)")
+        applyFeatures(of: family)
+        if try json.bool(HFKey.attentionBias, default: attentionBias) != attentionBias {
+            throw json.fail("'attention_bias' is \(!attentionBias): biased attention projections are supported for qwen2 only, which always has them (and no o_proj bias)")
         }
-        self.attentionBias = attentionBias
-        queryKeyNorm = family == .qwen3 || family == .gemma3
         if gemma {
-            normWeightOffset = 1
-            sandwichNorms = true
-            scalesEmbeddings = true
             queryPreAttentionScalar = Float(try json.number(HFKey.queryPreAttentionScalar, default: 256))
             let softcapDefault: Double? = family == .gemma2 ? 50 : nil
             attentionSoftcap = try json.optionalNumber(HFKey.attentionSoftcap, default: softcapDefault).map(Float.init)
@@ -154,8 +147,7 @@ extension LlamaConfig {
             if layerTypes.contains(.sliding) { slidingWindow = window }
         case .gemma2, .gemma3:
             let pattern = family == .gemma2 ? 2 : try json.int(HFKey.slidingWindowPattern, default: 6)
-            layerTypes = try json.layerTypes(count: layers)
-                ?? (0..<layers).map { ($0 + 1) % pattern == 0 ? .full : .sliding }
+            layerTypes = try json.layerTypes(count: layers) ?? Self.gemmaLayerTypes(layers: layers, pattern: pattern)
             slidingWindow = window ?? 4096
         }
         if layerTypes.allSatisfy({ $0 == .full }) { layerTypes = [] }

@@ -288,7 +288,11 @@ public final class LlamaModel {
 
         /// The key mask a layer of this kind attends with.
         func keyMask(_ kind: AttentionKind) -> UnsafePointer<Int32>? {
-            kind == .sliding ? slidingMask.map { UnsafePointer($0.keyMask) } : input.layout.map { UnsafePointer($0.keyMask) }
+            Self.keyMask(kind, sliding: slidingMask, layout: input.layout)
+        }
+
+        static func keyMask(_ kind: AttentionKind, sliding: SlidingWindowMask?, layout: PackedLayout?) -> UnsafePointer<Int32>? {
+            kind == .sliding ? sliding.map { UnsafePointer($0.keyMask) } : layout.map { UnsafePointer($0.keyMask) }
         }
     }
 
@@ -299,26 +303,23 @@ public final class LlamaModel {
         let slidingMask = config.slidingWindow.flatMap { window in
             config.layerTypes.contains(.sliding) ? SlidingWindowMask(B: B, T: T, window: window, layout: input.layout) : nil
         }
-        var state = ForwardState(input: input, slidingMask: slidingMask, final: Tensor(uninitialized: [0]),
-                                 finalRstd: Tensor(uninitialized: [0]), output: Tensor(uninitialized: [0]))
+        var saved: [LayerActivations] = []
         var x = embed(input.tokens)
         // Without saved activations one set of scratch buffers serves every layer.
         let shared = saveActivations ? nil : makeActivations(B: B, T: T, input: x, forBackward: false)
         for w in layers {
             let a = shared.map { $0.with(input: x) } ?? makeActivations(B: B, T: T, input: x, forBackward: true)
-            let keyMask = state.keyMask(w.kind)
+            let keyMask = ForwardState.keyMask(w.kind, sliding: slidingMask, layout: input.layout)
             x = layerForward(w, a, B: B, T: T, positionOffset: 0, positions: input.layout?.positions) { a in
                 attentionForward(a.attention.pointer, a.lse.pointer, a.q.pointer, a.k.pointer, a.v.pointer,
                                  B: B, T: T, NH: config.heads, NKV: config.kvHeads, D: config.headDim,
                                  keyMask: keyMask, scale: config.attentionScale, softcap: config.attentionSoftcap)
             }
-            if saveActivations { state.layers.append(a) }
+            if saveActivations { saved.append(a) }
         }
-        state.output = Tensor(uninitialized: [N, C])
-        state.finalRstd = Tensor(uninitialized: [N])
-        state.final = x
-        finalNormForward(state.output.pointer, state.finalRstd.pointer, x.pointer, N: N)
-        return state
+        let output = Tensor(uninitialized: [N, C]), finalRstd = Tensor(uninitialized: [N])
+        finalNormForward(output.pointer, finalRstd.pointer, x.pointer, N: N)
+        return ForwardState(input: input, slidingMask: slidingMask, layers: saved, final: x, finalRstd: finalRstd, output: output)
     }
 
     /// out [N,C], rstd [N] ← the final RMSNorm of the residual stream x [N,C].

@@ -207,11 +207,7 @@ extension ModelWeights {
                     }
                     let whole = Tensor.zeros(shape)
                     try shard.load(info, into: whole.pointer)
-                    var row = 0
-                    for (part, partShape) in zip(parts, partShapes) {
-                        tensors[part] = whole.rows(row..<row + partShape[0]).copy()
-                        row += partShape[0]
-                    }
+                    try Self.split(whole, into: parts, config: config, tensors: &tensors)
                     continue
                 }
                 // Some writers store the tied head a second time, and old checkpoints carry RoPE buffers.
@@ -234,6 +230,19 @@ extension ModelWeights {
             }
         }
         try self.init(config: config, tensors: tensors, source: directory.path)
+    }
+
+    /// The parts of a fused tensor [Σ rows, hidden] (`LlamaConfig.fusedTensors`), each copied out by rows.
+    static func split(_ whole: Tensor, into parts: [String], config: LlamaConfig, tensors: inout [String: Tensor]) throws {
+        let shapes = Dictionary(uniqueKeysWithValues: config.tensorShapes().map { ($0.name, $0.shape) })
+        var row = 0
+        for part in parts {
+            guard let rows = shapes[part]?[0] else {
+                throw ModelFormatError(source: "ModelWeights", message: "fused tensor part '\(part)' is not a tensor of this model")
+            }
+            tensors[part] = whole.rows(row..<row + rows).copy()
+            row += rows
+        }
     }
 
     /// File names of the safetensors holding the weights, from the index when there is one.

@@ -6,17 +6,22 @@ extension ModelWeights {
         try self.init(gguf: try GGUFFile(path: path))
     }
 
-    /// Dequantises every tensor, renames it (`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`)
-    /// and undoes llama.cpp's row permutation of the Q and K projections (see `LlamaCppLayout`).
+    /// Dequantises every tensor, renames it (`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`),
+    /// undoes llama.cpp's row permutation of LLaMA's Q and K projections (see `LlamaCppLayout`), the +1
+    /// its converter adds to Gemma's norm weights, and splits Phi-3's fused projections.
     public init(gguf: GGUFFile) throws {
         let config = try LlamaConfig(gguf: gguf)
         try config.checkTensorCount(gguf.tensors.count, source: gguf.path)
-        let expected = Dictionary(uniqueKeysWithValues: config.tensorShapes().map { ($0.name, $0.shape) })
+        var expected = Dictionary(uniqueKeysWithValues: config.tensorShapes().map { ($0.name, $0.shape) })
+        let fused = Dictionary(uniqueKeysWithValues: config.fusedTensors.map { ($0.name, $0.parts) })
+        for (name, parts) in fused { expected[name] = [parts.reduce(0) { $0 + (expected[$1]?[0] ?? 0) }, config.hidden] }
         // Resolve every name and shape before converting anything, so a bad file fails fast.
         var plans: [(info: GGUFTensorInfo, name: String, permutedHeads: Int?)] = []
         for info in gguf.tensors {
+            // Read into `config.ropeScaling` already.
+            if info.name == LlamaConfig.ggufRoPEFactorsTensor { continue }
             guard let (name, permutedHeads) = LlamaCppLayout.huggingFaceName(ofGGUFTensor: info.name, config: config) else {
-                throw ModelFormatError(source: gguf.path, message: "unexpected tensor '\(info.name)' for a llama model")
+                throw ModelFormatError(source: gguf.path, message: "unexpected tensor '\(info.name)' for a \(config.family.rawValue) model")
             }
             guard let shape = expected[name], info.shape == shape else {
                 throw ModelFormatError(source: gguf.path, message: "tensor '\(info.name)' (\(name)) has shape \(info.shape), expected \(expected[name] ?? [])")
@@ -46,7 +51,18 @@ extension ModelWeights {
         }
         if let error = failure.error { throw error }
         var tensors: [String: Tensor] = [:]
-        for (plan, tensor) in zip(plans, loaded) { tensors[plan.name] = tensor }
+        for (plan, tensor) in zip(plans, loaded) {
+            guard let tensor else { continue }
+            if let parts = fused[plan.name] {
+                try Self.split(tensor, into: parts, config: config, tensors: &tensors)
+                continue
+            }
+            // llama.cpp's converter stores Gemma's norm weights as 1 + w.
+            if config.normWeightOffset != 0 && tensor.shape.count == 1 && plan.name.hasSuffix("norm.weight") {
+                for i in 0..<tensor.count { tensor.pointer[i] -= config.normWeightOffset }
+            }
+            tensors[plan.name] = tensor
+        }
         try self.init(config: config, tensors: tensors, source: gguf.path)
     }
 }
@@ -86,20 +102,34 @@ public enum LlamaCppLayout {
         guard parts.count == 3, parts[0] == "blk", let layer = Int(parts[1]), (0..<config.layers).contains(layer) else {
             return nil
         }
+        // Only the `llama` converter permutes Q and K; the others keep HF's rotate-half rows (NeoX RoPE).
+        let permutes = config.family == .llama
+        // Phi-3's fused tensors: attn_qkv = qkv_proj, ffn_up = gate_up_proj (`fusedTensors` lists both per layer).
+        if config.family == .phi3, parts[2] == "attn_qkv.weight" || parts[2] == "ffn_up.weight" {
+            return (config.fusedTensors[2 * layer + (parts[2] == "attn_qkv.weight" ? 0 : 1)].name, nil)
+        }
         let tensor: LlamaTensorName.Layer
         var heads: Int?
         switch parts[2] {
         case "attn_norm.weight": tensor = .inputNorm
-        case "attn_q.weight": tensor = .qProj; heads = config.heads
-        case "attn_k.weight": tensor = .kProj; heads = config.kvHeads
+        case "attn_q.weight": tensor = .qProj; heads = permutes ? config.heads : nil
+        case "attn_k.weight": tensor = .kProj; heads = permutes ? config.kvHeads : nil
         case "attn_v.weight": tensor = .vProj
+        case "attn_q.bias": tensor = .qBias
+        case "attn_k.bias": tensor = .kBias
+        case "attn_v.bias": tensor = .vBias
         case "attn_output.weight": tensor = .oProj
-        case "ffn_norm.weight": tensor = .postAttentionNorm
+        case "attn_q_norm.weight": tensor = .qNorm
+        case "attn_k_norm.weight": tensor = .kNorm
+        case "post_attention_norm.weight": tensor = .postAttentionNorm
+        case "ffn_norm.weight": tensor = config.sandwichNorms ? .preFeedforwardNorm : .postAttentionNorm
+        case "post_ffw_norm.weight": tensor = .postFeedforwardNorm
         case "ffn_gate.weight": tensor = .gateProj
         case "ffn_up.weight": tensor = .upProj
         case "ffn_down.weight": tensor = .downProj
         default: return nil
         }
+        guard config.layerTensors.contains(tensor) else { return nil }
         return (LlamaTensorName.layer(layer, tensor), heads)
     }
 

@@ -14,6 +14,26 @@ public enum Pretokenizer: String, Sendable, CaseIterable {
     /// (regexes `\p{N}` then GPT-2's). It differs from `.gpt2` only where a run of two or more
     /// whitespace scalars is followed by a digit: "\n\n1" is ["\n\n", "1"] here, ["\n", "\n", "1"] there.
     case isolatedDigitsThenGPT2
+    /// Llama 3's split (tokenizer.json `Split` with `llama3Regex`, then `ByteLevel(use_regex: false)`;
+    /// llama.cpp pre-type "llama-bpe"): contractions in any case, a letter run with at most one
+    /// non-letter, non-digit, non-newline scalar before it, digits in groups of up to three,
+    /// punctuation runs with the newlines after them, whitespace ending in newlines, then GPT-2's rules.
+    case llama3
+    /// Qwen 2's split: Llama 3's with single digits (llama.cpp pre-type "qwen2").
+    case qwen2
+
+    /// The Split regexes of Llama 3's and Qwen 2's tokenizer.json, as `tokenizers` spells them.
+    public static let llama3Regex = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+    public static let qwen2Regex = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+
+    /// The Split regex of the split, for the Llama 3 kind; nil for the GPT-2 kinds (ByteLevel's own regex).
+    public var splitRegex: String? {
+        switch self {
+        case .gpt2, .isolatedDigitsThenGPT2: return nil
+        case .llama3: return Self.llama3Regex
+        case .qwen2: return Self.qwen2Regex
+        }
+    }
 
     /// The GGUF `tokenizer.ggml.pre` names whose llama.cpp regexes are exactly one of the two splits.
     private static let ggufNames: [String: Pretokenizer] = [
@@ -21,7 +41,7 @@ public enum Pretokenizer: String, Sendable, CaseIterable {
         "smollm": .isolatedDigitsThenGPT2, "starcoder": .isolatedDigitsThenGPT2,
         "refact": .isolatedDigitsThenGPT2, "command-r": .isolatedDigitsThenGPT2,
         "codeshell": .isolatedDigitsThenGPT2, "exaone": .isolatedDigitsThenGPT2,
-        "minerva": .isolatedDigitsThenGPT2,
+        "minerva": .isolatedDigitsThenGPT2, "llama-bpe": .llama3, "qwen2": .qwen2,
     ]
 
     /// The split named by a GGUF `tokenizer.ggml.pre` value; nil for names whose regex is not implemented.
@@ -47,6 +67,10 @@ public enum Pretokenizer: String, Sendable, CaseIterable {
                 chunkStart = k + 1
             }
             text.splitGPT2(chunkStart..<text.count, into: &pieces)
+        case .llama3:
+            text.splitLlama3(maxDigits: 3, into: &pieces)
+        case .qwen2:
+            text.splitLlama3(maxDigits: 1, into: &pieces)
         }
     }
 }
@@ -113,6 +137,65 @@ private struct ScalarText {
             pieces.append(byteRange(start..<end))
             start = end
         }
+    }
+
+    /// Llama 3's regex (`Pretokenizer.llama3Regex`, digit groups of up to `maxDigits`) applied repeatedly.
+    func splitLlama3(maxDigits: Int, into pieces: inout [Range<Int>]) {
+        var start = 0
+        while start < count {
+            let end = llama3MatchEnd(from: start, maxDigits: maxDigits)
+            pieces.append(byteRange(start..<end))
+            start = end
+        }
+    }
+
+    private func isNewline(_ k: Int) -> Bool { scalars[k] == "\n" || scalars[k] == "\r" }
+
+    /// End of the match of Llama 3's regex at `i`, alternatives in the regex's order.
+    private func llama3MatchEnd(from i: Int, maxDigits: Int) -> Int {
+        let limit = count
+        // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+        if scalars[i] == "'" && i + 1 < limit {
+            let lower = { (k: Int) -> Character in Character(String(scalars[k]).lowercased()) }
+            switch lower(i + 1) {
+            case "s", "t", "m", "d": return i + 2
+            case "r", "v", "l":
+                let third: Character = lower(i + 1) == "l" ? "l" : "e"
+                if i + 2 < limit && lower(i + 2) == third { return i + 3 }
+            default: break
+            }
+        }
+        // [^\r\n\p{L}\p{N}]?\p{L}+
+        var letters = i
+        if classes[i] != .letter && classes[i] != .number && !isNewline(i) && i + 1 < limit && classes[i + 1] == .letter {
+            letters = i + 1
+        }
+        if classes[letters] == .letter {
+            var end = letters + 1
+            while end < limit && classes[end] == .letter { end += 1 }
+            return end
+        }
+        // \p{N}{1,maxDigits}
+        if classes[i] == .number {
+            var end = i + 1
+            while end < limit && end - i < maxDigits && classes[end] == .number { end += 1 }
+            return end
+        }
+        //  ?[^\s\p{L}\p{N}]+[\r\n]*
+        let other = scalars[i] == " " && i + 1 < limit && classes[i + 1] == .other ? i + 1 : i
+        if classes[other] == .other {
+            var end = other + 1
+            while end < limit && classes[end] == .other { end += 1 }
+            while end < limit && isNewline(end) { end += 1 }
+            return end
+        }
+        // \s*[\r\n]+ : the whitespace run up to and including its last newline.
+        var end = i + 1
+        while end < limit && classes[end] == .whitespace { end += 1 }
+        if let lastNewline = (i..<end).last(where: isNewline) { return lastNewline + 1 }
+        // \s+(?!\S) | \s+ as in GPT-2's regex.
+        if end == limit || end - i == 1 { return end }
+        return end - 1
     }
 
     /// End of the match of GPT-2's regex at `i` (alternatives tried in the regex's order).

@@ -31,6 +31,11 @@ public final class BPETokenizer: @unchecked Sendable {
     /// Merge rules "left right", lowest rank first.
     public let merges: [String]
     public let pretokenizer: Pretokenizer
+    /// Unicode normalisation of the text before it is split (Qwen 2's tokenizer.json declares NFC).
+    public let normalizer: TextNormalizer?
+    /// A chunk that is itself a vocabulary token becomes that token without merging (tokenizers'
+    /// `ignore_merges`, which Llama 3's tokenizer.json sets and llama.cpp applies to "llama-bpe").
+    public let ignoresMerges: Bool
     public let bosTokenID: Int?
     public let eosTokenID: Int?
     public let unknownTokenID: Int?
@@ -72,6 +77,7 @@ public final class BPETokenizer: @unchecked Sendable {
     ///   - tokenTypes: one per token; control and user-defined tokens are literal text.
     ///   - source: named in error messages (a file path, "GGUF", …).
     public init(tokens: [String], merges: [String], tokenTypes: [TokenType], pretokenizer: Pretokenizer,
+                normalizer: TextNormalizer? = nil, ignoresMerges: Bool = false,
                 bosTokenID: Int?, eosTokenID: Int?, unknownTokenID: Int?, paddingTokenID: Int?,
                 chatTemplateSource: String? = nil, source: String = "tokenizer") throws {
         guard tokenTypes.count == tokens.count else {
@@ -87,6 +93,8 @@ public final class BPETokenizer: @unchecked Sendable {
         self.tokenTypes = tokenTypes
         self.merges = merges
         self.pretokenizer = pretokenizer
+        self.normalizer = normalizer
+        self.ignoresMerges = ignoresMerges
         self.bosTokenID = bosTokenID
         self.eosTokenID = eosTokenID
         self.unknownTokenID = unknownTokenID
@@ -162,7 +170,7 @@ public final class BPETokenizer: @unchecked Sendable {
     /// tokens in the text ("<|im_start|>") become their ids (leftmost, then longest match); without it
     /// they are ordinary text.
     public func encode(_ text: String, allowSpecial: Bool = false) -> [Int] {
-        let utf8 = Array(text.utf8)
+        let utf8 = Array((normalizer?.apply(text) ?? text).utf8)
         var ids: [Int] = []
         ids.reserveCapacity(utf8.count / 3)
         utf8.withUnsafeBufferPointer { bytes in
@@ -205,6 +213,10 @@ public final class BPETokenizer: @unchecked Sendable {
                 continue
             }
             let key = Array(bytes[piece])
+            if ignoresMerges, let whole = idForToken[ByteLevel.spell(key)], !tokenTypes[whole].isMatchedLiterally {
+                ids.append(whole)
+                continue
+            }
             chunkCacheLock.lock()
             let cached = chunkCache[key]
             chunkCacheLock.unlock()
@@ -321,6 +333,18 @@ private struct MinHeap {
             if smallest == parent { return top }
             keys.swapAt(parent, smallest)
             parent = smallest
+        }
+    }
+}
+
+/// A Unicode normalisation a tokenizer applies before splitting (tokenizer.json `normalizer`).
+public enum TextNormalizer: String, Sendable {
+    /// Canonical composition: "e\u{301}" becomes "é".
+    case nfc = "NFC"
+
+    func apply(_ text: String) -> String {
+        switch self {
+        case .nfc: return text.precomposedStringWithCanonicalMapping
         }
     }
 }

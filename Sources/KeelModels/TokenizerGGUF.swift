@@ -38,7 +38,7 @@ extension BPETokenizer {
         } else {
             let name = try gguf.requiredString(GGUFKey.pre)
             guard let named = Pretokenizer(ggufName: name) else {
-                throw TokenizerError("\(source): \(GGUFKey.pre) \(name.debugDescription) names a pre-tokenizer regex Keel does not implement (known: GPT-2's, and isolated digits then GPT-2's)")
+                throw TokenizerError("\(source): \(GGUFKey.pre) \(name.debugDescription) names a pre-tokenizer regex Keel does not implement (known: GPT-2's, isolated digits then GPT-2's, llama-bpe, qwen2)")
             }
             pretokenizer = named
         }
@@ -58,7 +58,7 @@ extension BPETokenizer {
             gguf.metadata[key] == nil ? nil : try gguf.requiredInt(key)
         }
         try self.init(tokens: tokens, merges: try gguf.requiredStringArray(GGUFKey.merges), tokenTypes: tokenTypes,
-                      pretokenizer: pretokenizer,
+                      pretokenizer: pretokenizer, ignoresMerges: pretokenizer == .llama3,
                       bosTokenID: try optionalID(GGUFKey.bosTokenID), eosTokenID: try optionalID(GGUFKey.eosTokenID),
                       unknownTokenID: try optionalID(GGUFKey.unknownTokenID),
                       paddingTokenID: try optionalID(GGUFKey.paddingTokenID),

@@ -4,9 +4,10 @@ import Foundation
 /// `special_tokens_map.json`), so that a model directory Keel exports loads with
 /// `transformers.AutoTokenizer.from_pretrained(dir)` and an HF download loads in Keel.
 ///
-/// Only what byte-level BPE uses is supported: model BPE without byte fallback, dropout, subword
-/// prefixes/suffixes or `ignore_merges`; no normalizer; pre-tokenizer `ByteLevel(use_regex, no prefix
-/// space)` optionally preceded by `Digits(individual_digits)`; added tokens without lstrip/rstrip/single-word.
+/// Only what byte-level BPE uses is supported: model BPE without byte fallback, dropout or subword
+/// prefixes/suffixes (`ignore_merges` is read); no normalizer or NFC; pre-tokenizer `ByteLevel(use_regex,
+/// no prefix space)` optionally preceded by `Digits(individual_digits)`, or Llama 3's / Qwen 2's
+/// `Split(regex, Isolated)` then `ByteLevel(use_regex: false)`; added tokens without lstrip/rstrip/single-word.
 /// Anything else is rejected with an error naming the field, rather than tokenised differently.
 extension BPETokenizer {
     /// File names inside an HF model directory.
@@ -45,14 +46,16 @@ extension BPETokenizer {
         let config = try configData.map { try Self.decode(TokenizerConfigJSON.self, from: $0, source: configSource) }
         let model = file.model
         if let type = model.type, type != "BPE" { throw TokenizerError("\(tokenizerSource): model.type is \(type.debugDescription), expected \"BPE\"") }
-        for (field, isSet) in [("byte_fallback", model.byte_fallback == true), ("ignore_merges", model.ignore_merges == true),
-                               ("dropout", model.dropout != nil),
+        for (field, isSet) in [("byte_fallback", model.byte_fallback == true), ("dropout", model.dropout != nil),
                                ("continuing_subword_prefix", !(model.continuing_subword_prefix ?? "").isEmpty),
                                ("end_of_word_suffix", !(model.end_of_word_suffix ?? "").isEmpty)] where isSet {
             throw TokenizerError("\(tokenizerSource): model.\(field) is set; Keel's byte-level BPE does not support it")
         }
-        if let normalizer = file.normalizer {
-            throw TokenizerError("\(tokenizerSource): normalizer \(normalizer.type.debugDescription) is not supported (expected null)")
+        let normalizer = try file.normalizer.map { json in
+            guard let known = TextNormalizer(rawValue: json.type) else {
+                throw TokenizerError("\(tokenizerSource): normalizer \(json.type.debugDescription) is not supported (expected null or \"NFC\")")
+            }
+            return known
         }
         let pretokenizer = try Self.pretokenizer(from: file.pre_tokenizer, source: tokenizerSource)
 
@@ -99,6 +102,7 @@ extension BPETokenizer {
             return id
         }
         try self.init(tokens: tokens, merges: merges, tokenTypes: tokenTypes, pretokenizer: pretokenizer,
+                      normalizer: normalizer, ignoresMerges: model.ignore_merges == true,
                       bosTokenID: try specialID(config?.bos_token?.content, field: "bos_token"),
                       eosTokenID: try specialID(config?.eos_token?.content, field: "eos_token"),
                       unknownTokenID: try specialID(config?.unk_token?.content, field: "unk_token"),
@@ -128,14 +132,19 @@ extension BPETokenizer {
         case .isolatedDigitsThenGPT2:
             preTokenizer = PreTokenizerOutput(type: "Sequence", pretokenizers: [
                 PreTokenizerOutput(type: "Digits", individual_digits: true), byteLevel])
+        case .llama3, .qwen2:
+            preTokenizer = PreTokenizerOutput(type: "Sequence", pretokenizers: [
+                PreTokenizerOutput(type: "Split", pattern: ["Regex": pretokenizer.splitRegex ?? ""], behavior: "Isolated", invert: false),
+                PreTokenizerOutput(type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false)])
         }
         let tokenizerFile = TokenizerFileOutput(
             added_tokens: literalIDs.map { addedToken($0, withID: true) },
+            normalizer: NullableOutput(value: normalizer.map { PreTokenizerOutput(type: $0.rawValue) }),
             pre_tokenizer: preTokenizer,
             // The ByteLevel post-processor only adjusts offsets; it adds no BOS/EOS, like `encode`.
             post_processor: PreTokenizerOutput(type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true),
             decoder: PreTokenizerOutput(type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true),
-            model: BPEModelOutput(vocab: vocab, merges: merges))
+            model: BPEModelOutput(ignore_merges: ignoresMerges, vocab: vocab, merges: merges))
         func name(_ id: Int?) -> String? { id.map { tokens[$0] } }
         let config = TokenizerConfigOutput(
             added_tokens_decoder: Dictionary(uniqueKeysWithValues: literalIDs.map { (String($0), addedToken($0, withID: false)) }),
@@ -194,8 +203,17 @@ extension BPETokenizer {
            steps[0].type == "Digits", steps[0].individual_digits == true, isGPT2ByteLevel(steps[1]) {
             return .isolatedDigitsThenGPT2
         }
+        if let json, json.type == "Sequence", let steps = json.pretokenizers, steps.count == 2, steps[0].type == "Split",
+           steps[1].type == "ByteLevel", steps[1].add_prefix_space != true, steps[1].use_regex == false {
+            let split = steps[0]
+            guard split.behavior == "Isolated", split.invert != true, let regex = split.pattern?.regex else {
+                throw TokenizerError("\(source): pre_tokenizer.pretokenizers.0 is a Split with behavior \(split.behavior ?? "null"), invert \(split.invert ?? false) and no Regex pattern; expected an Isolated, non-inverted Regex split")
+            }
+            if let known = [Pretokenizer.llama3, .qwen2].first(where: { $0.splitRegex == regex }) { return known }
+            throw TokenizerError("\(source): pre_tokenizer.pretokenizers.0.pattern.Regex \(regex.debugDescription) is not one Keel implements (Llama 3's and Qwen 2's)")
+        }
         let found = json.map { "type \($0.type.debugDescription)" } ?? "null"
-        throw TokenizerError("\(source): pre_tokenizer is \(found); supported are ByteLevel(add_prefix_space: false, use_regex: true) and Sequence[Digits(individual_digits: true), that ByteLevel]")
+        throw TokenizerError("\(source): pre_tokenizer is \(found); supported are ByteLevel(add_prefix_space: false, use_regex: true), Sequence[Digits(individual_digits: true), that ByteLevel] and Sequence[Split(Llama 3's or Qwen 2's regex), ByteLevel(use_regex: false)]")
     }
 }
 
@@ -209,12 +227,22 @@ private struct JSONNull: Encodable {
     }
 }
 
+/// A value, or `null` when absent (not a missing key).
+private struct NullableOutput<Value: Encodable>: Encodable {
+    let value: Value?
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let value { try container.encode(value) } else { try container.encodeNil() }
+    }
+}
+
 private struct TokenizerFileOutput: Encodable {
     let version = "1.0"
     let truncation = JSONNull()
     let padding = JSONNull()
     let added_tokens: [AddedTokenOutput]
-    let normalizer = JSONNull()
+    let normalizer: NullableOutput<PreTokenizerOutput>
     let pre_tokenizer: PreTokenizerOutput
     let post_processor: PreTokenizerOutput
     let decoder: PreTokenizerOutput
@@ -239,6 +267,9 @@ private struct PreTokenizerOutput: Encodable {
     var trim_offsets: Bool? = nil
     var use_regex: Bool? = nil
     var individual_digits: Bool? = nil
+    var pattern: [String: String]? = nil
+    var behavior: String? = nil
+    var invert: Bool? = nil
     var pretokenizers: [PreTokenizerOutput]? = nil
 }
 
@@ -250,7 +281,7 @@ private struct BPEModelOutput: Encodable {
     let end_of_word_suffix = JSONNull()
     let fuse_unk = false
     let byte_fallback = false
-    let ignore_merges = false
+    let ignore_merges: Bool
     let vocab: [String: Int]
     /// "left right", the spelling every tokenizers version reads.
     let merges: [String]
@@ -303,7 +334,20 @@ private final class PreTokenizerJSON: Decodable {
     var add_prefix_space: Bool?
     var use_regex: Bool?
     var individual_digits: Bool?
+    var pattern: SplitPatternJSON?
+    var behavior: String?
+    var invert: Bool?
     var pretokenizers: [PreTokenizerJSON]?
+}
+
+/// A Split pre-tokenizer's pattern: {"Regex": …} or {"String": …}.
+private struct SplitPatternJSON: Decodable {
+    var regex: String?
+    var string: String?
+
+    enum CodingKeys: String, CodingKey {
+        case regex = "Regex", string = "String"
+    }
 }
 
 private struct BPEModelJSON: Decodable {

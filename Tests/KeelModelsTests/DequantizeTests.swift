@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import KeelModels
 
@@ -97,7 +98,29 @@ final class DequantizeTests: XCTestCase {
     }
 
     func testUnsupportedTypeAndPartialBlockThrow() {
-        XCTAssertThrowsError(try convert(.q4_K, [UInt8](repeating: 0, count: 144), count: 256))
+        XCTAssertThrowsError(try convert(.q5_0, [UInt8](repeating: 0, count: 22), count: 32))
         XCTAssertThrowsError(try convert(.q8_0, [UInt8](repeating: 0, count: 34), count: 31))
+    }
+
+    /// Three random blocks of every K-quant type against the `gguf` PyPI package's dequantisation
+    /// (Tests/Fixtures/kquants, made by its make_kquant_fixture.py), converted serially and in parallel.
+    func testKQuantsMatchTheGGUFPackage() throws {
+        struct Entry: Decodable { let hex: String; let values: [Float] }
+        let url = ModelFixtures.repoRoot.appendingPathComponent("Tests/Fixtures/kquants/kquants.json")
+        let fixture = try JSONDecoder().decode([String: Entry].self, from: Data(contentsOf: url))
+        let types: [GGMLType] = [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K]
+        XCTAssertEqual(Set(fixture.keys), Set(types.map(\.description)))
+        for type in types {
+            let entry = try XCTUnwrap(fixture[type.description])
+            var hex = Substring(entry.hex), bytes: [UInt8] = []
+            while !hex.isEmpty { bytes.append(try XCTUnwrap(UInt8(hex.prefix(2), radix: 16))); hex = hex.dropFirst(2) }
+            XCTAssertEqual(bytes.count, entry.values.count / type.blockSize * type.blockBytes, "\(type)")
+            for parallel in [false, true] {
+                let values = try convert(type, bytes, count: entry.values.count, parallel: parallel)
+                for (i, (a, b)) in zip(values, entry.values).enumerated() {
+                    XCTAssertEqual(a, b, accuracy: 1e-6 * max(1, abs(b)), "\(type) element \(i)")
+                }
+            }
+        }
     }
 }

@@ -89,3 +89,41 @@ final class FamilyParityTests: XCTestCase {
         XCTAssertEqual(greedy.tokens, fixture.greedy_continuation, "\(name): greedy continuation")
     }
 }
+
+/// `keel score --ids`'s computation: each fixture.json read as a token-id file reproduces the fixture's
+/// token and sequence log-probs; malformed files are refused by field, row and position.
+final class TokenIDScoringTests: XCTestCase {
+    func testEveryFamilyFixtureIsReproducedFromItsIDFile() throws {
+        for name in FamilyModelTests.families {
+            let directory = ModelFixtures.familiesDirectory.appendingPathComponent(name)
+            let file = directory.appendingPathComponent("fixture.json")
+            let (_, fixture) = try FamilyParityTests.load(name)
+            let model = try LlamaModel(weights: ModelWeights(path: directory.path))
+            let result = try model.tokenLogProbs(TokenIDBatch(json: Data(contentsOf: file), source: file.path), source: file.path)
+            XCTAssertEqual(result.tokenLogprobs.map(\.count), fixture.token_logprobs.map(\.count), name)
+            for (row, expected) in zip(result.tokenLogprobs, fixture.token_logprobs) {
+                for (a, b) in zip(row, expected) { XCTAssertEqual(a, b, accuracy: 1e-4, name) }
+            }
+            for (a, b) in zip(result.sequenceLogprobs, fixture.sequence_logprobs) { XCTAssertEqual(a, b, accuracy: 5e-4, name) }
+        }
+    }
+
+    func testMalformedIDFilesNameTheProblem() throws {
+        let cases: [(String, String)] = [
+            (#"{"attention_mask": [[1]]}"#, "missing 'input_ids'"),
+            (#"{"input_ids": [[1, 2], [3]]}"#, "input_ids row 1 has 1 ids; expected 2, as row 0"),
+            (#"{"input_ids": [[1, 2, 3]], "attention_mask": [[1, 0, 1]]}"#, "attention_mask[0][2] is 1; expected right padding"),
+            (#"{"input_ids": [["a"]]}"#, "'input_ids' is not a list of lists of integers"),
+        ]
+        for (json, fragment) in cases {
+            XCTAssertThrowsError(try TokenIDBatch(json: Data(json.utf8), source: "ids.json"), fragment) { error in
+                XCTAssertTrue("\(error)".contains(fragment), "'\(error)' should mention '\(fragment)'")
+            }
+        }
+        let model = try LlamaModel(weights: ModelWeights(path: ModelFixtures.familiesDirectory.appendingPathComponent("qwen2").path))
+        XCTAssertThrowsError(try model.tokenLogProbs(TokenIDBatch(json: Data(#"{"input_ids": [[1, 384]]}"#.utf8), source: "ids.json"),
+                                                     source: "ids.json")) { error in
+            XCTAssertTrue("\(error)".contains("input_ids[0][1] is 384; expected a token id in 0..<384"), "\(error)")
+        }
+    }
+}

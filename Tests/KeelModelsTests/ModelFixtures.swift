@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import KeelModels
 
 /// Paths of the real model and the shared PyTorch fixture, found from this file's location.
 enum ModelFixtures {
@@ -25,5 +26,13 @@ enum ModelFixtures {
             .appendingPathComponent("keel-models-tests-\(name)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
+    }
+
+    /// `tokenizer` written as Hugging Face tokenizer files into a scratch directory and read back.
+    static func rereadThroughHuggingFaceFiles(_ tokenizer: BPETokenizer, name: String) throws -> BPETokenizer {
+        let directory = try temporaryDirectory(name)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try tokenizer.writeHuggingFaceFiles(to: directory)
+        return try BPETokenizer(huggingFaceDirectory: directory)
     }
 }

@@ -51,8 +51,8 @@ final class ModelWeightsGGUFTests: XCTestCase {
         expectError(missing, "missing tensor 'model.layers.1.mlp.up_proj.weight'")
 
         var extra = model.writer
-        extra.addFloat32Tensor(name: "rope_freqs.weight", shape: [2], values: [1, 1])
-        expectError(extra, "unexpected tensor 'rope_freqs.weight'")
+        extra.addFloat32Tensor(name: "rope_factors_long.weight", shape: [2], values: [1, 1])
+        expectError(extra, "unexpected tensor 'rope_factors_long.weight'")
 
         var misshaped = model.writer
         let index = misshaped.tensors.firstIndex { $0.name == "blk.0.attn_k.weight" }!
@@ -62,7 +62,7 @@ final class ModelWeightsGGUFTests: XCTestCase {
 
         var wrongArchitecture = model.writer
         wrongArchitecture.set("general.architecture", .string("gpt2"))
-        expectError(wrongArchitecture, "general.architecture is 'gpt2', expected 'llama'")
+        expectError(wrongArchitecture, "general.architecture is 'gpt2'; expected one of gemma2, gemma3, llama")
 
         var absurdLayers = model.writer
         absurdLayers.set("llama.block_count", .uint64(1 << 40))

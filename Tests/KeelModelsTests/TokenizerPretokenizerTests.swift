@@ -79,6 +79,8 @@ final class TokenizerPretokenizerTests: XCTestCase {
     func testGGUFNames() {
         XCTAssertEqual(Pretokenizer(ggufName: "smollm"), .isolatedDigitsThenGPT2)
         XCTAssertEqual(Pretokenizer(ggufName: "gpt2"), .gpt2)
-        XCTAssertNil(Pretokenizer(ggufName: "llama-bpe"))
+        XCTAssertEqual(Pretokenizer(ggufName: "llama-bpe"), .llama3)
+        XCTAssertEqual(Pretokenizer(ggufName: "qwen2"), .qwen2)
+        XCTAssertNil(Pretokenizer(ggufName: "deepseek-llm"))
     }
 }

@@ -5,11 +5,14 @@ import XCTest
 /// The softmax expectation kernel against the naive Double formula (full logits, plain softmax) and its
 /// gradients against central finite differences of that formula.
 final class KernelSoftmaxExpectationTests: XCTestCase {
-    /// Σ_v softmax(h[n]·Wᵀ)_v · q[v] per row in Double, 0 for ignored rows.
-    static func reference(_ h: [Double], _ W: [Double], _ q: [Float], _ targets: [Int32], N: Int, C: Int, V: Int) -> [Double] {
+    /// Σ_v softmax(h[n]·Wᵀ)_v · q[v] per row in Double, 0 for ignored rows; logits capped as
+    /// cap · tanh(l / cap) with a softcap.
+    static func reference(_ h: [Double], _ W: [Double], _ q: [Float], _ targets: [Int32], N: Int, C: Int, V: Int,
+                          softcap: Float? = nil) -> [Double] {
         (0..<N).map { n in
             guard targets[n] != ignoreIndex else { return 0 }
-            let logits = (0..<V).map { v in (0..<C).map { h[n * C + $0] * W[v * C + $0] }.reduce(0, +) }
+            let raw = (0..<V).map { v in (0..<C).map { h[n * C + $0] * W[v * C + $0] }.reduce(0, +) }
+            let logits = softcap.map { cap in raw.map { Double(cap) * Foundation.tanh($0 / Double(cap)) } } ?? raw
             let top = logits.max()!
             let weights = logits.map { Foundation.exp($0 - top) }
             return zip(weights, q).map { $0 * Double($1) }.reduce(0, +) / weights.reduce(0, +)
@@ -17,22 +20,31 @@ final class KernelSoftmaxExpectationTests: XCTestCase {
     }
 
     func testForwardAndBackwardMatchTheDoubleFormulaForEveryTiling() {
+        checkAgainstReference(softcap: nil)
+    }
+
+    /// With Gemma 2's final-logit soft-capping.
+    func testSoftcappedLogits() {
+        checkAgainstReference(softcap: 3)
+    }
+
+    private func checkAgainstReference(softcap: Float?) {
         let (N, C, V) = (11, 8, 37)
         var rng = Philox(seed: 21)
         let h = KernelCheck.normal(N * C, &rng), W = KernelCheck.normal(V * C, &rng, scale: 2)
         let q = KernelCheck.normal(V, &rng), R = KernelCheck.normal(N, &rng)
         let targets: [Int32] = [3, -1, 36, 0, -1, 5, 5, 20, -1, 1, 30]
-        let expected = Self.reference(h.doubles, W.doubles, q, targets, N: N, C: C, V: V)
-        let dhExpected = KernelCheck.gradient(of: h) { Self.reference($0, W.doubles, q, targets, N: N, C: C, V: V).dot(R) }
-        let dWExpected = KernelCheck.gradient(of: W) { Self.reference(h.doubles, $0, q, targets, N: N, C: C, V: V).dot(R) }
+        let expected = Self.reference(h.doubles, W.doubles, q, targets, N: N, C: C, V: V, softcap: softcap)
+        let dhExpected = KernelCheck.gradient(of: h) { Self.reference($0, W.doubles, q, targets, N: N, C: C, V: V, softcap: softcap).dot(R) }
+        let dWExpected = KernelCheck.gradient(of: W) { Self.reference(h.doubles, $0, q, targets, N: N, C: C, V: V, softcap: softcap).dot(R) }
         // Tiny tiles exercise partial row chunks, partial vocabulary tiles and the cross-block merge.
         for tiling in [LMHeadTiling(), LMHeadTiling(rowChunk: 3, vocabTile: 5), LMHeadTiling(rowChunk: 1, vocabTile: 37)] {
             let label = "softmaxExpectation rowChunk=\(tiling.rowChunk) vocabTile=\(tiling.vocabTile)"
             var E = [Float](repeating: .nan, count: N), lse = [Float](repeating: .nan, count: N)
-            softmaxExpectationForward(&E, &lse, h, W, q, targets, N: N, C: C, V: V, tiling: tiling)
+            softmaxExpectationForward(&E, &lse, h, W, q, targets, N: N, C: C, V: V, softcap: softcap, tiling: tiling)
             KernelCheck.assertClose(E, expected, tolerance: 1e-5, label + " E")
             var dh = [Float](repeating: 0, count: N * C), dW = [Float](repeating: 0, count: V * C)
-            softmaxExpectationBackward(&dh, &dW, R, h, W, q, targets, E, lse, N: N, C: C, V: V, tiling: tiling)
+            softmaxExpectationBackward(&dh, &dW, R, h, W, q, targets, E, lse, N: N, C: C, V: V, softcap: softcap, tiling: tiling)
             KernelCheck.assertClose(dh, dhExpected, tolerance: 1e-4, label + " dh")
             KernelCheck.assertClose(dW, dWExpected, tolerance: 1e-4, label + " dW")
         }

@@ -61,6 +61,15 @@ final class KernelTests: XCTestCase {
     // MARK: - RMSNorm
 
     func testRMSNormForwardAndBackward() {
+        checkRMSNorm(weightOffset: 0)
+    }
+
+    /// Gemma's norms: out = x · rstd · (1 + weight).
+    func testRMSNormWithWeightOffset() {
+        checkRMSNorm(weightOffset: 1)
+    }
+
+    private func checkRMSNorm(weightOffset: Float) {
         let (N, C, eps) = (19, 37, Float(1e-5))
         var rng = Philox(seed: 3)
         let inp = KernelCheck.normal(N * C, &rng), weight = KernelCheck.normal(C, &rng)
@@ -70,16 +79,16 @@ final class KernelTests: XCTestCase {
             for n in 0..<N {
                 let ms = (0..<C).map { x[n * C + $0] * x[n * C + $0] }.reduce(0, +) / Double(C)
                 let r = 1 / (ms + Double(eps)).squareRoot()
-                for c in 0..<C { out[n * C + c] = x[n * C + c] * r * w[c] }
+                for c in 0..<C { out[n * C + c] = x[n * C + c] * r * (Double(weightOffset) + w[c]) }
             }
             return out
         }
         var out = [Float](repeating: 0, count: N * C), rstd = [Float](repeating: 0, count: N)
-        rmsnormForward(&out, &rstd, inp, weight, N: N, C: C, eps: eps)
+        rmsnormForward(&out, &rstd, inp, weight, N: N, C: C, eps: eps, weightOffset: weightOffset)
         KernelCheck.assertClose(out, reference(inp.doubles, weight.doubles), tolerance: 1e-5, "rmsnorm out")
 
         var dinp = [Float](repeating: 0, count: N * C), dweight = [Float](repeating: 0, count: C)
-        rmsnormBackward(&dinp, &dweight, R, inp, weight, rstd, N: N, C: C)
+        rmsnormBackward(&dinp, &dweight, R, inp, weight, rstd, N: N, C: C, weightOffset: weightOffset)
         KernelCheck.assertClose(dinp, KernelCheck.gradient(of: inp) { reference($0, weight.doubles).dot(R) },
                                 tolerance: 1e-4, "rmsnorm dinp")
         KernelCheck.assertClose(dweight, KernelCheck.gradient(of: weight) { reference(inp.doubles, $0).dot(R) },
@@ -129,7 +138,20 @@ final class KernelTests: XCTestCase {
         checkAttention(B: 1, T: 9, NH: 2, NKV: 2, D: 4, seed: 11)
     }
 
-    private func checkAttention(B: Int, T: Int, NH: Int, NKV: Int, D: Int, seed: UInt64) {
+    /// Gemma's scoring: another scale, scores soft-capped as cap · tanh(s / cap), and a sliding window
+    /// given as a key mask (first visible key t − window + 1); T = 70 crosses a row block.
+    func testAttentionWithScaleSoftcapAndSlidingWindow() {
+        for (B, T, window) in [(1, 70, 24), (2, 9, 3)] {
+            checkAttention(B: B, T: T, NH: 2, NKV: 1, D: 4, seed: 12, scale: 0.4, softcap: 1.5, window: window)
+        }
+    }
+
+    private func checkAttention(B: Int, T: Int, NH: Int, NKV: Int, D: Int, seed: UInt64,
+                                scale: Float? = nil, softcap: Float? = nil, window: Int? = nil) {
+        let keyMask: [Int32]? = window.map { window in
+            (0..<B * T).flatMap { bt in [Int32(max(0, bt % T - window + 1)), 0, 0] }
+        }
+        let scoreScale = scale.map(Double.init) ?? 1 / Double(D).squareRoot()
         var rng = Philox(seed: seed)
         let q = KernelCheck.normal(B * T * NH * D, &rng), k = KernelCheck.normal(B * T * NKV * D, &rng)
         let v = KernelCheck.normal(B * T * NKV * D, &rng), R = KernelCheck.normal(B * T * NH * D, &rng)
@@ -140,17 +162,19 @@ final class KernelTests: XCTestCase {
                     let kvh = h / (NH / NKV)
                     for t in 0..<T {
                         let qRow: Int = ((b * T + t) * NH + h) * D
-                        var scores = [Double](repeating: 0, count: t + 1)
-                        for s in 0...t {
+                        let first = window.map { max(0, t - $0 + 1) } ?? 0
+                        var scores = [Double](repeating: -.infinity, count: t + 1)
+                        for s in first...t {
                             let kRow: Int = ((b * T + s) * NKV + kvh) * D
                             var score = 0.0
                             for d in 0..<D { score += q[qRow + d] * k[kRow + d] }
-                            scores[s] = score / Double(D).squareRoot()
+                            scores[s] = score * scoreScale
+                            if let softcap { scores[s] = Double(softcap) * Foundation.tanh(scores[s] / Double(softcap)) }
                         }
                         let top = scores.max()!
                         let weights = scores.map { Foundation.exp($0 - top) }
                         let total = weights.reduce(0, +)
-                        for s in 0...t {
+                        for s in first...t {
                             let vRow: Int = ((b * T + s) * NKV + kvh) * D
                             for d in 0..<D { out[qRow + d] += weights[s] / total * v[vRow + d] }
                         }
@@ -159,14 +183,19 @@ final class KernelTests: XCTestCase {
             }
             return out
         }
-        let label = "attention B=\(B) T=\(T) NH=\(NH) NKV=\(NKV)"
+        let label = "attention B=\(B) T=\(T) NH=\(NH) NKV=\(NKV) softcap=\(softcap.map { "\($0)" } ?? "-") window=\(window ?? 0)"
         var out = [Float](repeating: 0, count: q.count), lse = [Float](repeating: 0, count: B * NH * T)
-        attentionForward(&out, &lse, q, k, v, B: B, T: T, NH: NH, NKV: NKV, D: D)
+        keyMask.withOptionalPointer { mask in
+            attentionForward(&out, &lse, q, k, v, B: B, T: T, NH: NH, NKV: NKV, D: D, keyMask: mask, scale: scale, softcap: softcap)
+        }
         KernelCheck.assertClose(out, reference(q.doubles, k.doubles, v.doubles), tolerance: 2e-5, label)
 
         var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count)
         var dv = [Float](repeating: 0, count: v.count)
-        attentionBackward(&dq, &dk, &dv, R, q, k, v, out, lse, B: B, T: T, NH: NH, NKV: NKV, D: D)
+        keyMask.withOptionalPointer { mask in
+            attentionBackward(&dq, &dk, &dv, R, q, k, v, out, lse, B: B, T: T, NH: NH, NKV: NKV, D: D, keyMask: mask,
+                              scale: scale, softcap: softcap)
+        }
         KernelCheck.assertClose(dq, KernelCheck.gradient(of: q) { reference($0, k.doubles, v.doubles).dot(R) },
                                 tolerance: 2e-4, label + " dq")
         KernelCheck.assertClose(dk, KernelCheck.gradient(of: k) { reference(q.doubles, $0, v.doubles).dot(R) },
@@ -178,18 +207,33 @@ final class KernelTests: XCTestCase {
     // MARK: - SwiGLU
 
     func testSwiGLUForwardAndBackward() {
+        checkGatedActivation("swiglu", forward: swigluForward, backward: swigluBackward) { g in g / (1 + Foundation.exp(-g)) }
+    }
+
+    /// Gemma's GeGLU with PyTorch's tanh-approximated gelu.
+    func testGeGLUForwardAndBackward() {
+        checkGatedActivation("geglu", forward: gegluForward, backward: gegluBackward) { g in
+            0.5 * g * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (g + 0.044715 * g * g * g)))
+        }
+    }
+
+    private func checkGatedActivation(
+        _ name: String,
+        forward: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, Int) -> Void,
+        backward: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, Int) -> Void,
+        activation: @escaping (Double) -> Double) {
         let count = 5000   // crosses the pool's 4096-element grain
         var rng = Philox(seed: 5)
         let gate = KernelCheck.normal(count, &rng, scale: 4), up = KernelCheck.normal(count, &rng)
         let R = KernelCheck.normal(count, &rng)
         func reference(_ g: [Double], _ u: [Double]) -> [Double] {
-            zip(g, u).map { g, u in g / (1 + Foundation.exp(-g)) * u }
+            zip(g, u).map { g, u in activation(g) * u }
         }
         var out = [Float](repeating: 0, count: count)
-        swigluForward(&out, gate, up, count: count)
-        KernelCheck.assertClose(out, reference(gate.doubles, up.doubles), tolerance: 1e-5, "swiglu out")
+        forward(&out, gate, up, count)
+        KernelCheck.assertClose(out, reference(gate.doubles, up.doubles), tolerance: 1e-5, "\(name) out")
         var dgate = [Float](repeating: 0, count: count), dup = [Float](repeating: 0, count: count)
-        swigluBackward(&dgate, &dup, R, gate, up, count: count)
+        backward(&dgate, &dup, R, gate, up, count)
         // The loss is a sum of independent per-element terms, so one perturbation per element suffices.
         let h = 1e-6
         let g = gate.doubles, u = up.doubles
@@ -199,8 +243,36 @@ final class KernelTests: XCTestCase {
         let fdUp = (0..<count).map { i in
             (reference([g[i]], [u[i] + h])[0] - reference([g[i]], [u[i] - h])[0]) / (2 * h) * Double(R[i])
         }
-        KernelCheck.assertClose(dgate, fdGate, tolerance: 1e-4, "swiglu dgate")
-        KernelCheck.assertClose(dup, fdUp, tolerance: 1e-4, "swiglu dup")
+        KernelCheck.assertClose(dgate, fdGate, tolerance: 1e-4, "\(name) dgate")
+        KernelCheck.assertClose(dup, fdUp, tolerance: 1e-4, "\(name) dup")
+    }
+
+    // MARK: - Bias and soft-capping
+
+    func testBiasForwardAndBackward() {
+        let (N, C) = (70, 13)
+        var rng = Philox(seed: 13)
+        let x = KernelCheck.normal(N * C, &rng), bias = KernelCheck.normal(C, &rng), R = KernelCheck.normal(N * C, &rng)
+        var out = x
+        biasForward(&out, bias, N: N, C: C)
+        KernelCheck.assertClose(out, (0..<N * C).map { Double(x[$0]) + Double(bias[$0 % C]) }, tolerance: 1e-6, "bias out")
+        var dbias = [Float](repeating: 1, count: C)   // accumulates onto what is there
+        biasBackward(&dbias, R, N: N, C: C)
+        KernelCheck.assertClose(dbias, (0..<C).map { c in 1 + (0..<N).reduce(0.0) { $0 + Double(R[$1 * C + c]) } },
+                                tolerance: 1e-5, "bias dbias")
+    }
+
+    func testSoftcapForwardAndBackward() {
+        let (count, cap) = (257, Float(2.5))
+        var rng = Philox(seed: 14)
+        let x = KernelCheck.normal(count, &rng, scale: 5), R = KernelCheck.normal(count, &rng)
+        func reference(_ v: [Double]) -> [Double] { v.map { Double(cap) * Foundation.tanh($0 / Double(cap)) } }
+        var y = x
+        softcapForward(&y, count: count, cap: cap)
+        KernelCheck.assertClose(y, reference(x.doubles), tolerance: 1e-6, "softcap out")
+        var dy = R
+        softcapBackward(&dy, y, count: count, cap: cap)
+        KernelCheck.assertClose(dy, KernelCheck.gradient(of: x) { reference($0).dot(R) }, tolerance: 1e-4, "softcap dx")
     }
 
     // MARK: - Embedding
@@ -224,6 +296,15 @@ final class KernelTests: XCTestCase {
     // MARK: - LM head
 
     func testLMHeadLogProbForwardAndBackward() {
+        checkLMHead(softcap: nil)
+    }
+
+    /// Gemma 2's final-logit soft-capping: logits cap · tanh(l / cap) before the log-softmax.
+    func testLMHeadWithSoftcap() {
+        checkLMHead(softcap: 3)
+    }
+
+    private func checkLMHead(softcap: Float?) {
         let (N, C, V) = (11, 8, 37)
         var rng = Philox(seed: 7)
         let h = KernelCheck.normal(N * C, &rng), W = KernelCheck.normal(V * C, &rng, scale: 2)
@@ -232,7 +313,8 @@ final class KernelTests: XCTestCase {
         func reference(_ h: [Double], _ W: [Double]) -> [Double] {
             (0..<N).map { n in
                 guard targets[n] != ignoreIndex else { return 0 }
-                let logits = (0..<V).map { v in (0..<C).map { h[n * C + $0] * W[v * C + $0] }.reduce(0, +) }
+                let raw = (0..<V).map { v in (0..<C).map { h[n * C + $0] * W[v * C + $0] }.reduce(0, +) }
+                let logits = softcap.map { cap in raw.map { Double(cap) * Foundation.tanh($0 / Double(cap)) } } ?? raw
                 let top = logits.max()!
                 let lse = top + Foundation.log(logits.map { Foundation.exp($0 - top) }.reduce(0, +))
                 return logits[Int(targets[n])] - lse
@@ -245,10 +327,10 @@ final class KernelTests: XCTestCase {
         for tiling in [LMHeadTiling(), LMHeadTiling(rowChunk: 3, vocabTile: 5), LMHeadTiling(rowChunk: 1, vocabTile: 37)] {
             let label = "lmhead rowChunk=\(tiling.rowChunk) vocabTile=\(tiling.vocabTile)"
             var logp = [Float](repeating: .nan, count: N), lse = [Float](repeating: 0, count: N)
-            lmHeadLogProbForward(&logp, &lse, h, W, targets, N: N, C: C, V: V, tiling: tiling)
+            lmHeadLogProbForward(&logp, &lse, h, W, targets, N: N, C: C, V: V, softcap: softcap, tiling: tiling)
             KernelCheck.assertClose(logp, expected, tolerance: 1e-5, label + " logp")
             var dh = [Float](repeating: 0, count: N * C), dW = [Float](repeating: 0, count: V * C)
-            lmHeadLogProbBackward(&dh, &dW, R, h, W, targets, lse, N: N, C: C, V: V, tiling: tiling)
+            lmHeadLogProbBackward(&dh, &dW, R, h, W, targets, lse, N: N, C: C, V: V, softcap: softcap, tiling: tiling)
             KernelCheck.assertClose(dh, dhExpected, tolerance: 1e-4, label + " dh")
             KernelCheck.assertClose(dW, dWExpected, tolerance: 1e-4, label + " dW")
         }
@@ -373,4 +455,12 @@ extension Array where Element == Float {
 
 extension Array where Element == Double {
     func dot(_ other: [Float]) -> Double { zip(self, other).map { $0 * Double($1) }.reduce(0, +) }
+}
+
+extension Optional where Wrapped == [Int32] {
+    /// The array's base address for a kernel's optional pointer argument, nil when there is no array.
+    func withOptionalPointer<R>(_ body: (UnsafePointer<Int32>?) -> R) -> R {
+        guard let array = self else { return body(nil) }
+        return array.withUnsafeBufferPointer { body($0.baseAddress) }
+    }
 }
