@@ -20,17 +20,13 @@ public final class SFTLoss: LossPlugin {
 
     public static let descriptor = PluginDescriptor(
         name: "sft", kind: .loss,
-        summary: "token-mean negative log-likelihood of the chosen (or single target) completion",
+        summary: "token-mean negative log-likelihood of the chosen completion",
         capabilities: [.referenceFree], needs: [Signals.policyLogProbs.key], consumes: [.paired, .sft], metrics: [Metric.logpsChosen])
 
     public init(options: ResolvedOptions) throws {}
 
     public func loss(_ input: LossInput) throws -> LossOutput {
-        let target: SequenceScores
-        switch try input[Signals.policyLogProbs] {
-        case .paired(let chosen, _): target = chosen
-        case .single(let scores, _): target = scores
-        }
+        let target = try input[Signals.policyLogProbs].chosen
         let tokens = target.tokenCounts.reduce(0, +)
         guard target.logProbs.shape == [target.tokenCounts.count], tokens > 0 else {
             throw PluginInputError("sft: \(target.tokenCounts.count) target completions with \(tokens) tokens in all "

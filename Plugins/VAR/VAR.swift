@@ -85,9 +85,8 @@ public final class VARLoss: LossPlugin {
         let name = Self.descriptor.name
         let policy = try input[Signals.policyLogProbs].pairs("policy", for: name)
         let pairs = policy.chosen.tokenCounts.count
-        guard case .paired(let chosenRewards, let rejectedRewards) = try input[Signals.rewards] else {
-            throw PluginInputError("\(name): single-completion rewards in the batch; expected the chosen and the rejected completion's")
-        }
+        let given = try input[Signals.rewards]
+        let (chosenRewards, rejectedRewards) = (given.chosen, given.rejected)
         guard chosenRewards.count == pairs, rejectedRewards.count == pairs else {
             throw PluginInputError("\(name): \(chosenRewards.count) chosen and \(rejectedRewards.count) rejected rewards for \(pairs) pairs")
         }

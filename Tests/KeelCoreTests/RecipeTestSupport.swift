@@ -15,8 +15,8 @@ final class TestPairwiseLoss: LossPlugin {
     let beta: Double
     init(options: ResolvedOptions) { beta = options.double("beta") ?? 0 }
     func loss(_ input: LossInput) throws -> LossOutput {
-        guard case .paired(let c, let r) = try input[Signals.policyLogProbs] else { throw PluginStateError(message: "expected pairs") }
-        let margins = zip(c.logProbs.toArray(), r.logProbs.toArray()).map { Double($0 - $1) }
+        let scores = try input[Signals.policyLogProbs]
+        let margins = zip(scores.chosen.logProbs.toArray(), scores.rejected.logProbs.toArray()).map { Double($0 - $1) }
         let margin = margins.reduce(0, +) / Double(margins.count)
         return LossOutput(loss: Tensor(shape: [], data: [Float(-beta * margin)]), metrics: ["margin": margin])
     }
@@ -29,11 +29,7 @@ final class TestSingleLoss: LossPlugin {
         capabilities: [.referenceFree], needs: [Signals.policyLogProbs.key], consumes: [.paired, .unpaired, .sft], metrics: ["nll"])
     init(options: ResolvedOptions) {}
     func loss(_ input: LossInput) throws -> LossOutput {
-        let scores: SequenceScores
-        switch try input[Signals.policyLogProbs] {
-        case .paired(let chosen, _): scores = chosen
-        case .single(let s, _): scores = s
-        }
+        let scores = try input[Signals.policyLogProbs].chosen
         let values = scores.logProbs.toArray()
         let nll = -Double(values.reduce(0, +)) / Double(values.count)
         return LossOutput(loss: Tensor(shape: [], data: [Float(nll)]), metrics: ["nll": nll])

@@ -13,10 +13,8 @@ final class TrainerTestDPOLoss: LossPlugin {
     let beta: Float
     init(options: ResolvedOptions) { beta = Float(options.double("beta") ?? 0.1) }
     func loss(_ input: LossInput) throws -> LossOutput {
-        guard case .paired(let pc, let pr) = try input[Signals.policyLogProbs], case .paired(let rc, let rr) = try input[Signals.referenceLogProbs] else {
-            throw PluginInputError("trainer-test-dpo: expected paired policy and reference scores")
-        }
-        let h = (pc.logProbs - rc.logProbs) - (pr.logProbs - rr.logProbs)
+        let (policy, reference) = (try input[Signals.policyLogProbs], try input[Signals.referenceLogProbs])
+        let h = (policy.chosen.logProbs - reference.chosen.logProbs) - (policy.rejected.logProbs - reference.rejected.logProbs)
         let accuracy = h.toArray().map { $0 > 0 ? 1.0 : 0.0 }.reduce(0, +) / Double(h.count)
         return LossOutput(loss: -(h * beta).logSigmoid().mean(), metrics: ["rewards/accuracies": accuracy])
     }

@@ -179,7 +179,7 @@ final class AnyLoss: LossPlugin {
                                              needs: [Signals.policyLogProbs.key], consumes: [.paired])
     init(options: ResolvedOptions) throws {}
     func loss(_ input: LossInput) throws -> LossOutput {
-        guard case .paired(let chosen, _) = try input[Signals.policyLogProbs] else { throw PluginInputError("any-loss: expected pairs") }
+        let chosen = try input[Signals.policyLogProbs].chosen
         return LossOutput(loss: -chosen.logProbs.mean(), metrics: [:])
     }
 }

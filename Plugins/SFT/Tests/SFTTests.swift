@@ -24,11 +24,10 @@ final class SFTTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(output.metrics["logps/chosen"]), logProbs.map(Double.init).reduce(0, +) / 3, accuracy: 1e-4)
     }
 
-    func testSingleCompletionsAndNoTokens() throws {
+    func testNoTokensIsRefused() throws {
         let plugin = try SFTLoss(options: ResolvedOptions(defaultsOf: []))
-        let single = try plugin.loss(LossInput(policy: .single(SequenceScores(logProbs: Tensor(logProbs), tokenCounts: tokens), labels: nil)))
-        XCTAssertEqual(Double(single.loss.item()), -logProbs.map(Double.init).reduce(0, +) / 126, accuracy: 1e-5)
-        let empty = LossInput(policy: .single(SequenceScores(logProbs: Tensor([0, 0]), tokenCounts: [0, 0]), labels: nil))
+        let none = SequenceScores(logProbs: Tensor([0, 0]), tokenCounts: [0, 0])
+        let empty = LossInput(policy: .paired(chosen: none, rejected: none))
         XCTAssertThrowsError(try plugin.loss(empty)) { XCTAssertTrue("\($0)".contains("0 tokens in all"), "\($0)") }
     }
 }

@@ -4,12 +4,9 @@ import Foundation
 // batch, length averaging, the two objectives of a scaled margin z, and TRL's metric names.
 
 extension LossBatch {
-    /// The chosen and rejected rows of a paired batch. `role` ("policy", "reference") and `loss` name the
-    /// batch in the error when it is not paired or its parts disagree in size.
+    /// The chosen and rejected rows of the batch, checked. `role` ("policy", "reference") and `loss` name
+    /// the batch in the error when it is empty or its parts disagree in size.
     public func pairs(_ role: String, for loss: String) throws -> (chosen: SequenceScores, rejected: SequenceScores) {
-        guard case .paired(let chosen, let rejected) = self else {
-            throw PluginInputError("\(loss): the \(role) batch holds single completions; expected chosen/rejected pairs")
-        }
         let rows = chosen.logProbs.count
         for (name, scores) in [("chosen", chosen), ("rejected", rejected)] {
             guard scores.logProbs.shape == [rows], scores.tokenCounts.count == rows else {

@@ -200,18 +200,25 @@ public struct SequenceScores {
     }
 }
 
-/// The batch a loss sees, in the shape the data pipeline produced.
-public enum LossBatch {
-    /// Row i of `chosen` and of `rejected` belong to the same pair.
-    case paired(chosen: SequenceScores, rejected: SequenceScores)
-    /// One completion per row; `labels` (e.g. desirable = 1 / undesirable = 0) when the data has them.
-    case single(SequenceScores, labels: [Float]?)
+/// A model's sequence scores of a batch of preference pairs: row i of `chosen` and of `rejected` belong
+/// to pair i (the batches the data pipeline produces today; other shapes come as signals of their own).
+public struct LossBatch {
+    public var chosen: SequenceScores
+    public var rejected: SequenceScores
+
+    public static func paired(chosen: SequenceScores, rejected: SequenceScores) -> LossBatch {
+        LossBatch(chosen: chosen, rejected: rejected)
+    }
 }
 
-/// Reward-model scores of the batch's completions, aligned with `LossBatch` rows.
-public enum RewardScores {
-    case paired(chosen: [Double], rejected: [Double])
-    case single([Double])
+/// The recipe's reward of each pair's completions, rows aligned with `LossBatch` rows.
+public struct RewardScores {
+    public var chosen: [Double]
+    public var rejected: [Double]
+
+    public static func paired(chosen: [Double], rejected: [Double]) -> RewardScores {
+        RewardScores(chosen: chosen, rejected: rejected)
+    }
 }
 
 /// What a loss reads: the signals its descriptor `needs` (one keyed store, filled by their providers for
