@@ -148,13 +148,14 @@ public final class DashboardServer: @unchecked Sendable {
         guard !FileManager.default.fileExists(atPath: destination.path) else {
             throw HTTPError(.conflict, message: "\(name) already exists in \(recipesDirectory.path); choose another name")
         }
-        // Validated where it will run (relative paths resolve against the recipes folder) under a dotfile
+        // Validated as the daemon validates it (relative paths resolve against the recipes folder, whose
+        // export destinations are checked against it and var/) under a dotfile
         // name the watcher ignores, then renamed into place: the watcher sees a complete file.
         let staged = recipesDirectory.appendingPathComponent(".upload-\(UUID().uuidString).yaml")
         try Data(body.readableBytesView).write(to: staged)
         defer { try? FileManager.default.removeItem(at: staged) }
         do {
-            _ = try RecipeLoader(registry: registry()).load(staged, displayName: name)
+            _ = try RecipeLoader(registry: registry(), protecting: [recipesDirectory, layout.varDirectory]).load(staged, displayName: name)
         } catch let errors as RecipeErrors {
             return text(errors.description + "\n", .unprocessableContent)
         }

@@ -40,14 +40,11 @@ public struct PreferenceEvaluation: Equatable {
         withNoGrad {
             for start in stride(from: 0, to: pairs.count, by: max(batchSize, 1)) {
                 let batch = PairBatch(Array(pairs[start..<min(start + max(batchSize, 1), pairs.count)]), padID: padID)
-                if case .paired(let c, let r) = batch.scores(policy) {
-                    policyChosen += c.logProbs.toArray().map(Double.init)
-                    policyRejected += r.logProbs.toArray().map(Double.init)
-                }
-                if case .paired(let c, let r) = batch.scores(reference) {
-                    referenceChosen += c.logProbs.toArray().map(Double.init)
-                    referenceRejected += r.logProbs.toArray().map(Double.init)
-                }
+                let scored = batch.scores(policy), referenceScored = batch.scores(reference)
+                policyChosen += scored.chosen.logProbs.toArray().map(Double.init)
+                policyRejected += scored.rejected.logProbs.toArray().map(Double.init)
+                referenceChosen += referenceScored.chosen.logProbs.toArray().map(Double.init)
+                referenceRejected += referenceScored.rejected.logProbs.toArray().map(Double.init)
             }
         }
         let chosenRewards = zip(policyChosen, referenceChosen).map { beta * ($0 - $1) }
