@@ -109,7 +109,7 @@ final class PolicyDataTests: XCTestCase {
         XCTAssertGreaterThan(series[1].value, series[0].value + 1e-3, "\(series)")
     }
 
-    /// DEFT's claim (issue 8) at tiny scale: DPO on the 5 % of the shared HH pairs that DEFT keeps, for 10 %
+    /// DEFT's claim at tiny scale: DPO on the 5 % of the shared HH pairs that DEFT keeps, for 10 %
     /// of the steps, against DPO on all of them. Asserted: DEFT keeps ⌈5 %⌉ of the training pairs, the run
     /// trains on exactly those for 10 % of the steps, and both runs are evaluated on the same 200 held-out
     /// pairs. The accuracies are printed, not asserted: a 90k-parameter random model stays near chance on

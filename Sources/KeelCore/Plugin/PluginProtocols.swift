@@ -277,7 +277,7 @@ public enum ModelRole: String, Sendable {
     case reference
 }
 
-/// The trainer as schedulers see it between optimizer steps. The trainer implements it (a later issue).
+/// The trainer as schedulers see it between optimizer steps (`Trainer` implements it).
 public protocol TrainingContext: AnyObject {
     /// Optimizer steps completed so far.
     var step: Int { get }
