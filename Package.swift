@@ -20,7 +20,11 @@ let kernelSettings: [SwiftSetting] = [
 /// KeelCore, with its parity tests beside it in Plugins/<Method>/Tests (test target <Method>Tests).
 /// The keel executable depends on every one; Sources/KeelCLI/PluginsCommand.swift registers their types.
 let methodPlugins: [String] = ["DPO", "SimPO", "SFT", "RefSync", "POET", "RuleRewards", "VAR", "DEFT", "GeneratePairs",
-                               "RewardModel", "ImplicitReward"]
+                               "RewardModel", "ImplicitReward", "ORPO"]
+
+/// Method plugins whose parity tests read committed fixtures from Plugins/<Method>/Tests/Fixtures (the JSON and
+/// the script that made it, outside the test target's sources).
+let pluginsWithFixtures: Set<String> = ["ORPO"]
 
 let package = Package(
     name: "Keel",
@@ -78,7 +82,8 @@ let package = Package(
     ] + methodPlugins.flatMap { name -> [Target] in [
         .target(name: name, dependencies: ["KeelCore"], path: "Plugins/\(name)", exclude: ["Tests"],
                 swiftSettings: kernelSettings),
-        .testTarget(name: "\(name)Tests", dependencies: [.target(name: name), "KeelCore"], path: "Plugins/\(name)/Tests"),
+        .testTarget(name: "\(name)Tests", dependencies: [.target(name: name), "KeelCore"], path: "Plugins/\(name)/Tests",
+                    exclude: pluginsWithFixtures.contains(name) ? ["Fixtures"] : []),
     ] },
     swiftLanguageModes: [.v5]
 )

@@ -10,7 +10,7 @@
 # Budget (environment): STEPS optimizer steps of PAIRS pairs at MAX_LENGTH tokens, AdamW at LR (cosine,
 # 10 warm-up steps); the first LIMIT HH pairs, EVAL of them held out by a seeded split. Reference
 # log-probs are cached where the method allows it (not for TR-DPO, whose reference moves, nor SimPO,
-# which has none). The hard TR-DPO example syncs every 8 steps; here every 64, so that the final
+# which has none, nor ORPO). The hard TR-DPO example syncs every 8 steps; here every 64, so that the final
 # evaluation (at STEPS) is not taken right after a sync. Recipes, database and runs go to
 # var/method-table/ (OUT); the table is appended to OUT/table.md.
 set -euo pipefail
@@ -23,13 +23,13 @@ out=${OUT:-$root/var/method-table}
 STEPS=${STEPS:-200} PAIRS=${PAIRS:-2} MAX_LENGTH=${MAX_LENGTH:-128} LR=${LR:-1.0e-5}
 LIMIT=${LIMIT:-464} EVAL=${EVAL:-64}
 methods=("$@")
-[ ${#methods[@]} -gt 0 ] || methods=(dpo cdpo robust hinge ipo rpo dpo-poet simpo simpo-poet tr-dpo-soft tr-dpo-hard)
+[ ${#methods[@]} -gt 0 ] || methods=(dpo cdpo robust hinge ipo rpo dpo-poet simpo simpo-poet orpo tr-dpo-soft tr-dpo-hard)
 for need in "$keel" "$model" "$hh"; do [ -e "$need" ] || { echo "method-table: missing $need (run scripts/setup.sh)" >&2; exit 1; }; done
 mkdir -p "$out/recipes"
 
 recipe() {   # $1 = method; writes the SmolLM2 variant of recipes/examples/$1.yaml to stdout
     local cache="reference: {cache_logprobs: true}"
-    case $1 in tr-dpo-*|simpo*) cache="" ;; esac
+    case $1 in tr-dpo-*|simpo*|orpo) cache="" ;; esac
     sed -e "/^output: /d" -e "s|^model: .*|model: $model|" \
         -e "s|{name: synthetic-preferences, count: 640, seed: 0}|{name: hh, path: $hh, limit: $LIMIT}|" \
         -e "s|^  - {name: shuffle}|  - {name: shuffle}\n  - {name: split, eval_count: $EVAL}|" \

@@ -5,6 +5,7 @@ import DPO
 import GeneratePairs
 import ImplicitReward
 import KeelCore
+import ORPO
 import POET
 import RefSync
 import RewardModel
@@ -19,7 +20,7 @@ let methodPluginTypes: [any KeelPlugin.Type] = [
     DPOLoss.self, SimPOLoss.self, SFTLoss.self, ReferenceSyncScheduler.self, POETTransform.self,
     LengthReward.self, KeywordReward.self, TopicReward.self, ExactAnswerReward.self, VARLoss.self, DEFTFilter.self, DEFTGuidanceLoss.self,
     GeneratePairsSource.self, RewardModelLoss.self, ModelReward.self, ImplicitReward.self, DifferentialDistributionSignal.self,
-    RewardHeadSignal.self,
+    RewardHeadSignal.self, ORPOLoss.self,
 ]
 
 /// The plugins this `keel` knows: Keel's built-ins, then the method plugins.

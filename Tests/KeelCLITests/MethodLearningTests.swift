@@ -15,6 +15,8 @@ import KeelCore
 ///   accuracy are exactly 0 there.
 /// - simpo, simpo-poet: reference-free; the margin β·(avg_w − avg_l) of length-averaged log-probs
 ///   starts wherever the random model puts it, and must rise by a clear amount.
+/// - orpo: reference-free; the same length-averaged margin (β = 0.1, so smaller) must rise, and its
+///   NLL term on the chosen replies (`nll_loss`) must fall.
 /// - rpo: additionally its sft term, the chosen replies' token-mean NLL (`sft/loss`), must fall.
 /// - tr-dpo soft and hard: the reference follows the policy, so the margin the trainer reports shrinks
 ///   at every sync (and is exactly 0 right after a hard one). What the method is for is the policy's own
@@ -148,10 +150,10 @@ final class MethodLearningTests: XCTestCase {
     }
 
     /// Set from the measured runs (β·h margins 0.011–0.10 for the dpo family, SimPO rises of 0.10–0.11,
-    /// chosen NLL 5.55 → 2.79 for rpo) at about half of the smallest, so that float differences between
+    /// an ORPO rise of 0.0037 at β = 0.1, chosen NLL 5.55 → 2.79 for rpo and → 2.18 for orpo) at about half of the smallest, so that float differences between
     /// machines do not flip them while a loss that does not learn (0) or learns backwards (< 0) fails.
     enum Thresholds {
-        static let margin = 0.005, simpoMarginRise = 0.05, sftLossDrop = 1.0
+        static let margin = 0.005, simpoMarginRise = 0.05, orpoMarginRise = 0.002, sftLossDrop = 1.0
     }
 
     // MARK: One test per example
@@ -183,6 +185,17 @@ final class MethodLearningTests: XCTestCase {
         let after = try XCTUnwrap(run.after[PairwiseMetrics.rewardsMargins], file: file, line: line)
         XCTAssertGreaterThan(after, before + Thresholds.simpoMarginRise, file: file, line: line)
         try assertEvalLossFalls(run.before, run.after, file: file, line: line)
+    }
+
+    /// ORPO: reference-free like SimPO, its margin β·(avg_w − avg_l) must rise; its NLL term, the chosen
+    /// replies' token-mean NLL (`nll_loss`), must fall.
+    func testORPOLearnsThePreferenceAndTheChosenReplies() throws {
+        let run = try learn("orpo.yaml")
+        let before = try XCTUnwrap(run.before[PairwiseMetrics.rewardsMargins]), after = try XCTUnwrap(run.after[PairwiseMetrics.rewardsMargins])
+        XCTAssertGreaterThan(after, before + Thresholds.orpoMarginRise, "margin \(before) → \(after)")
+        let (nllBefore, nllAfter) = (try XCTUnwrap(run.before["nll_loss"]), try XCTUnwrap(run.after["nll_loss"]))
+        XCTAssertLessThan(nllAfter, nllBefore - Thresholds.sftLossDrop, "chosen-reply NLL \(nllBefore) → \(nllAfter)")
+        try assertEvalLossFalls(run.before, run.after)
     }
 
     /// Soft TR-DPO (τ = 1): a sync after every step, the reference trailing the policy.

@@ -60,7 +60,7 @@ final class MethodRecipeTests: XCTestCase {
 
     func testRegistryHoldsTheMethodPlugins() {
         let registry = keelPluginRegistry()
-        XCTAssertEqual(registry.names(of: .loss), ["deft-guidance", "dpo", "reward-model", "sft", "simpo", "var"])
+        XCTAssertEqual(registry.names(of: .loss), ["deft-guidance", "dpo", "orpo", "reward-model", "sft", "simpo", "var"])
         XCTAssertEqual(registry.names(of: .reward), ["exact-answer-reward", "implicit", "keyword-reward", "length-reward", "rm", "topic-reward"])
         XCTAssertEqual(registry.names(of: .scheduler), ["ref-sync"])
         XCTAssertTrue(registry.names(of: .data).contains("poet"))
@@ -97,7 +97,7 @@ final class MethodRecipeTests: XCTestCase {
             "dpo.yaml": (["dpo"], true, [], false), "ipo.yaml": (["dpo"], true, [], false),
             "cdpo.yaml": (["dpo"], true, [], false), "robust.yaml": (["dpo"], true, [], false),
             "hinge.yaml": (["dpo"], true, [], false), "simpo.yaml": (["simpo"], false, [], false),
-            "rpo.yaml": (["dpo", "sft"], true, [], false),
+            "rpo.yaml": (["dpo", "sft"], true, [], false), "orpo.yaml": (["orpo"], false, [], false),
             "tr-dpo-soft.yaml": (["dpo"], true, ["ref-sync"], false), "tr-dpo-hard.yaml": (["dpo"], true, ["ref-sync"], false),
             "dpo-poet.yaml": (["dpo"], true, [], true), "simpo-poet.yaml": (["simpo"], false, [], true),
             "tiny-dpo.yaml": (["dpo"], true, [], false), "deft-dpo.yaml": (["dpo", "deft-guidance"], true, [], false),

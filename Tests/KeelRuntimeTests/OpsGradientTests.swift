@@ -39,6 +39,8 @@ final class OpsGradientTests: XCTestCase {
         checker.check("sigmoid", [x]) { $0[0].sigmoid() }
         checker.check("logSigmoid", [x]) { $0[0].logSigmoid() }
         checker.check("softplus", [x]) { $0[0].softplus() }
+        let negative = randomTensor([2, 5], seed: 6, low: -4, high: -0.05)
+        checker.check("log1mexp", [negative]) { $0[0].log1mexp() }
         checker.check("tanh", [x]) { $0[0].tanh() }
         checker.check("silu", [x]) { $0[0].silu() }
         checker.check("gelu", [x]) { $0[0].gelu() }

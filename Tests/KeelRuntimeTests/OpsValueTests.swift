@@ -69,6 +69,22 @@ final class OpsValueTests: XCTestCase {
         }
     }
 
+    /// log(1 − eˣ) on both sides of −ln 2 and near 0, where log1p(−eˣ) in Float keeps only a few digits:
+    /// value and derivative −eˣ/(1 − eˣ) match a Double reference (relative 1e-6).
+    func testLog1mExpIsAccurateNearZeroAndFarBelow() {
+        let xs: [Float] = [-1e-6, -1e-3, -0.5, -0.7, -1, -20, -80]
+        let leaf = Tensor(xs)
+        leaf.requiresGrad = true
+        let y = leaf.log1mexp()
+        y.sum().backward()
+        func close(_ a: Float, _ b: Double) -> Bool { abs(Double(a) - b) <= 1e-6 * max(abs(b), 1e-30) }
+        for (i, v) in xs.map(Double.init).enumerated() {
+            let want = v < -0.5 ? Foundation.log1p(-Foundation.exp(v)) : Foundation.log(-Foundation.expm1(v))   // each form far below 1e-6 in Double on its side
+            XCTAssertTrue(close(y.toArray()[i], want), "log1mexp(\(v)) = \(y.toArray()[i]), expected \(want)")
+            XCTAssertTrue(close(leaf.grad!.toArray()[i], -1 / Foundation.expm1(-v)), "d log1mexp(\(v))")
+        }
+    }
+
     func testElementwiseFunctionValues() {
         let xs: [Float] = [-3, -0.5, 0, 0.7, 2.5]
         let x = Tensor(xs)

@@ -198,6 +198,11 @@ public struct ResolvedOptions: Equatable, Sendable {
         case let other?: preconditionFailure("option '\(name)' is \(other), not a bool")
         }
     }
+    /// A number option declared with a default (so never unset): the read site restates no default.
+    public func double(defaulted name: String) -> Double {
+        guard let x = double(name) else { preconditionFailure("option '\(name)' is unset; it must be declared with a default") }
+        return x
+    }
     /// Strings, enum choices and paths.
     public func string(_ name: String) -> String? {
         switch self[name] {

@@ -46,6 +46,15 @@ enum SoftplusKernel: UnaryKernel {
     @inline(__always) static func derivative(_ x: Float) -> Float { stableSigmoid(x) }
 }
 
+/// log(1 − eˣ) for x < 0, the log-probability of "not y" from log p(y) = x (Mächler 2012's split keeps
+/// both halves accurate): log1p(−eˣ) for x < −ln 2, log(−expm1(x)) above; f′ = −1/expm1(−x) = −eˣ/(1 − eˣ)
+enum Log1mExpKernel: UnaryKernel {
+    @inline(__always) static func forward(_ x: Float) -> Float {
+        x < -0.693_147_2 ? Foundation.log1p(-Foundation.exp(x)) : Foundation.log(-Foundation.expm1(x))
+    }
+    @inline(__always) static func derivative(_ x: Float) -> Float { -1 / Foundation.expm1(-x) }
+}
+
 /// tanh: f′ = 1 − y²
 enum TanhKernel: UnaryKernel {
     static let derivativeUsesOutput = true
@@ -127,6 +136,8 @@ extension Tensor {
     public func logSigmoid() -> Tensor { unary(LogSigmoidKernel.self, op: "logSigmoid") }
     /// log(1 + eˣ), stable: max(x, 0) + log1p(exp(−|x|)).
     public func softplus() -> Tensor { unary(SoftplusKernel.self, op: "softplus") }
+    /// log(1 − eˣ), for x < 0 (log-probabilities): accurate near 0 and for large |x|; NaN for x > 0.
+    public func log1mexp() -> Tensor { unary(Log1mExpKernel.self, op: "log1mexp") }
     public func tanh() -> Tensor { unary(TanhKernel.self, op: "tanh") }
     public func silu() -> Tensor { unary(SiluKernel.self, op: "silu") }
     /// GELU with the tanh approximation (PyTorch `gelu(approximate="tanh")`), not the erf form.
