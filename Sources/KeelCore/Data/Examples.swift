@@ -38,7 +38,7 @@ public struct ExampleFlags: OptionSet, Codable, Hashable, Sendable {
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
 
-    /// The chosen completion is empty or whitespace: length-normalised losses (SimPO, 1/|y|) must drop it.
+    /// The chosen completion is empty or whitespace: length-normalised losses (1/|y|) must drop it.
     public static let emptyChosen = ExampleFlags(rawValue: 1 << 0)
     public static let emptyRejected = ExampleFlags(rawValue: 1 << 1)
     /// chosen == rejected: the pair carries no preference signal.
@@ -91,7 +91,7 @@ public struct SFTExample: Codable, Equatable, Sendable {
     }
 }
 
-/// One completion with a binary label (desirable or not, KTO) and/or a scalar score.
+/// One completion with a binary label (desirable or not) and/or a scalar score.
 public struct UnpairedExample: Codable, Equatable, Sendable {
     public var id: String
     public var prompt: Turns

@@ -1,6 +1,6 @@
 import Foundation
 
-// What pairwise preference losses (DPO and its variants, SimPO, …) share, written once: reading a paired
+// What pairwise preference losses (DPO and its variants, reference-free ones, …) share, written once: reading a paired
 // batch, length averaging, the two objectives of a scaled margin z, and TRL's metric names.
 
 extension LossBatch {

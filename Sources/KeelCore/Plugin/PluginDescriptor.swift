@@ -17,7 +17,7 @@ public enum PluginKind: String, CaseIterable, Codable, Sendable {
 public enum DataShape: String, CaseIterable, Codable, Sendable {
     /// prompt + chosen + rejected (DPO-style preference pairs).
     case paired
-    /// prompt + one completion + a label or score (KTO-style).
+    /// prompt + one completion + a label or score (unpaired feedback).
     case unpaired
     /// prompt + one target completion (supervised fine-tuning).
     case sft
@@ -40,19 +40,19 @@ public struct Capabilities: OptionSet, Hashable, Sendable {
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
 
-    /// Explicitly uses no reference model (e.g. SimPO); the reference is then never loaded.
+    /// Explicitly uses no reference model (a reference-free loss); the reference is then never loaded.
     public static let referenceFree = Capabilities(rawValue: 1 << 1)
     /// A data node that scores examples with the recipe's `reward:` plugin (e.g. generate-pairs).
     public static let scoresWithReward = Capabilities(rawValue: 1 << 2)
     /// Changes the reference model's weights during training (e.g. TR-DPO's periodic sync).
     public static let mutatesReference = Capabilities(rawValue: 1 << 3)
-    /// A loss that compares chosen against rejected within each pair (DPO, IPO, SimPO…).
+    /// A loss that compares chosen against rejected within each pair (DPO, IPO, …).
     public static let pairwiseLoss = Capabilities(rawValue: 1 << 5)
     /// A data transform whose output only makes sense to a pairwise loss (e.g. pair-level truncation).
     public static let requiresPairwiseLoss = Capabilities(rawValue: 1 << 6)
     /// A reward plugin that can only compare two responses, not score one.
     public static let pairwiseReward = Capabilities(rawValue: 1 << 7)
-    /// A loss that divides by completion length (e.g. SimPO's 1/|y|): the graph requires a data node
+    /// A loss that divides by completion length (e.g. 1/|y|): the graph requires a data node
     /// that drops pairs flagged with an empty completion (`drop-flagged`), so they are counted before
     /// training instead of turning into NaN during it.
     public static let requiresNonEmptyCompletions = Capabilities(rawValue: 1 << 8)

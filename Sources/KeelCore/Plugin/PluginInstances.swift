@@ -27,7 +27,7 @@ public struct PluginInstances {
         return dataset
     }
 
-    /// Runs the token-level data nodes (`TokenizedPairTransform`, e.g. POET, and `ModelScoredPairFilter`,
+    /// Runs the token-level data nodes (`TokenizedPairTransform`, e.g. equal-length truncation, and `ModelScoredPairFilter`,
     /// which asks `scorer`) in recipe order on the tokenised pairs of one split (`train` or
     /// `eval`); one report per such node, named like `loadData`'s. A model-scored filter without a scorer
     /// is refused, naming the node.

@@ -129,7 +129,7 @@ public struct TokenizedPair: Equatable, Sendable {
     }
 }
 
-/// A data transform that works on token ids rather than text (e.g. POET's equal-length truncation, which
+/// A data transform that works on token ids rather than text (e.g. equal-length truncation of a pair, which
 /// counts completion tokens). Text-level `process` passes the examples through unchanged, so `keel plan
 /// --data` shows the node with its input count.
 ///
@@ -191,7 +191,7 @@ extension BatchedRewardPlugin {
 public struct SequenceScores {
     /// [B]: Σ over completion tokens of log π(token | prefix). Part of the autodiff graph for the policy.
     public var logProbs: Tensor
-    /// [B]: completion tokens per sequence (length normalisation, e.g. SimPO's 1/|y|).
+    /// [B]: completion tokens per sequence (length normalisation, e.g. 1/|y|).
     public var tokenCounts: [Int]
 
     public init(logProbs: Tensor, tokenCounts: [Int]) {
