@@ -185,17 +185,11 @@ final class DaemonEndToEndTests: XCTestCase {
     func testSIGTERMStopsWithinTheBoundAndTheNextStartResumes() throws {
         let sandbox = try DaemonSandbox(self)
         let steps = 200
-        try sandbox.stage("long.yaml", DaemonSandbox.tinyRecipe(name: "long", steps: steps, checkpointEvery: 10, hidden: 64))
-        var daemon = try sandbox.startDaemon(["--stop-timeout", "5"])
+        let started = try sandbox.startLongRunUntilItsFirstCheckpoint(steps: steps)
+        var daemon = started.daemon
+        let run = started.run
         defer { sandbox.stop(daemon) }
-        Thread.sleep(forTimeInterval: 0.3)
-        try sandbox.drop("long.yaml")
         let store = try sandbox.store()
-        var run: RunRecord!
-        try sandbox.wait("a checkpoint") {
-            run = try sandbox.run(named: "long.yaml")
-            return try run.map { try store.latestCompleteCheckpoint($0.id) != nil } ?? false
-        }
 
         let second = try sandbox.keel(["daemon", "--recipes", sandbox.recipes.path, "--var", sandbox.varDirectory.path])
         XCTAssertNotEqual(second.status, 0)
@@ -363,6 +357,23 @@ final class DaemonSandbox {
 
     func run(named name: String) throws -> RunRecord? {
         try runs().first { $0.recipePath.hasSuffix("/\(name)") }
+    }
+
+    /// A daemon (`--stop-timeout 5`) training `long.yaml`, a tiny recipe of `steps` steps with a checkpoint
+    /// every 10, returned once the run's first checkpoint is complete (for tests that stop it mid-run).
+    func startLongRunUntilItsFirstCheckpoint(steps: Int) throws -> (daemon: Process, run: RunRecord) {
+        try stage("long.yaml", DaemonSandbox.tinyRecipe(name: "long", steps: steps, checkpointEvery: 10, hidden: 64))
+        let daemon = try startDaemon(["--stop-timeout", "5"])
+        Thread.sleep(forTimeInterval: 0.3)
+        try drop("long.yaml")
+        let store = try store()
+        var run: RunRecord?
+        wait("a checkpoint") {
+            run = try? self.run(named: "long.yaml")
+            return (try? run.map { try store.latestCompleteCheckpoint($0.id) != nil }) ?? false
+        }
+        guard let run else { throw DaemonError("no run of long.yaml appeared") }
+        return (daemon, run)
     }
 
     /// Polls `condition` every 50 ms until it holds or `timeout` passes; fails the test (with the

@@ -10,17 +10,11 @@ final class DaemonReliabilityTests: XCTestCase {
     /// records the refusal, the run fails once (no respawn loop) and the rest of the queue runs.
     func testRunWhoseRecipeChangedWhileStoppedFailsOnceAndTheQueueGoesOn() throws {
         let sandbox = try DaemonSandbox(self)
-        try sandbox.stage("long.yaml", DaemonSandbox.tinyRecipe(name: "long", steps: 400, checkpointEvery: 10, hidden: 64))
-        var daemon = try sandbox.startDaemon(["--stop-timeout", "5"])
+        let started = try sandbox.startLongRunUntilItsFirstCheckpoint(steps: 400)
+        var daemon = started.daemon
+        let run = started.run
         defer { sandbox.stop(daemon) }
-        Thread.sleep(forTimeInterval: 0.3)
-        try sandbox.drop("long.yaml")
         let store = try sandbox.store()
-        var run: RunRecord!
-        try sandbox.wait("a checkpoint") {
-            run = try sandbox.run(named: "long.yaml")
-            return try run.map { try store.latestCompleteCheckpoint($0.id) != nil } ?? false
-        }
         sandbox.stop(daemon, signal: SIGTERM)
         XCTAssertEqual(try store.run(run.id)?.status, .interrupted, sandbox.daemonOutput)
 
